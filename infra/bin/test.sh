@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs what the tests need (Debian packages, npm dependencies), builds, and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bash infra/bin/install-test-deps.sh
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+npx turbo run build --output-logs=errors-only
+exec npx tsx infra/bin/run-tests.ts "$@"

@@ -1,0 +1,8 @@
+export type {
+  Account,
+  AuthFailure,
+  AuthResult,
+  PasswordCredentials,
+  ApopCredentials,
+  AccountBackend,
+} from './types.js';

@@ -1,0 +1,2 @@
+export type { Lease, LockManager } from './types.js';
+export { MemoryLockManager } from './memory.js';
