@@ -1,1 +1,32 @@
-export {};
+export { LineReader, type LineEvent } from './line-reader.js';
+export { DotStuffer, dotStuffAll } from './dot-stuff.js';
+export { parseCommand, parseDecimal, type Command, type CommandName, type ParseResult } from './commands.js';
+export {
+  step,
+  initialState,
+  greeting,
+  capabilities,
+  usableMechanisms,
+  resolveMessageNumber,
+  decodeBase64,
+  ok,
+  err,
+  type MessageInfo,
+  type RespCode,
+  type SaslMechanism,
+  type SessionConfig,
+  type LinkState,
+  type SaslState,
+  type SessionState,
+  type AuthorizationState,
+  type PendingState,
+  type TransactionState,
+  type UpdateState,
+  type ClosedState,
+  type Credentials,
+  type LoginMechanism,
+  type LoginResult,
+  type SessionInput,
+  type Effect,
+  type StepResult,
+} from './session.js';

@@ -1,1 +1,1 @@
-export {};
+export { startLmtp, type Intake, type IntakeDeps, type IntakeSettings } from './lmtp.js';

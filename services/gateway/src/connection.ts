@@ -1,0 +1,304 @@
+/**
+ * One POP3 connection: pulls lines, steps the pure session, performs its effects in order.
+ * Commands are handled one at a time, so pipelined replies come out in order and whole.
+ */
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { isIPv4, isIPv6 } from 'node:net';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { TLSSocket } from 'node:tls';
+import {
+  greeting,
+  initialState,
+  step,
+  type Effect,
+  type LinkState,
+  type SessionConfig,
+  type SessionInput,
+  type SessionState,
+} from '@postern/pop3-protocol';
+import type { Logger } from '@postern/telemetry';
+import { DotStuffTransform } from './dot-stuff-stream.js';
+import { LineSource, type Pulled } from './line-source.js';
+import { performLogin, type OpenedMaildrop } from './login.js';
+import type { GatewayDeps, PlaintextAuthPolicy } from './settings.js';
+
+export interface ConnectionInfo {
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly secure: boolean;
+}
+
+/** Hooks the server uses to track sessions (drain, metrics). */
+export interface SessionHandle {
+  /** End the session at its next command boundary with `-ERR [SYS/TEMP]`, committing nothing. */
+  shutdown(): void;
+}
+
+export function isLoopback(address: string): boolean {
+  const a = address.startsWith('::ffff:') ? address.slice(7) : address;
+  if (isIPv4(a)) return a.startsWith('127.');
+  return isIPv6(a) && (a === '::1' || a === '0:0:0:0:0:0:0:1');
+}
+
+export function plaintextAllowed(policy: PlaintextAuthPolicy, secure: boolean, remoteAddress: string): boolean {
+  if (secure || policy === 'always') return true;
+  if (policy === 'never') return false;
+  return isLoopback(remoteAddress);
+}
+
+export interface SessionSummary {
+  user: string | null;
+  commands: number;
+  retrieved: number;
+  retrievedOctets: number;
+  deleted: number;
+  result: string;
+}
+
+export async function serveConnection(
+  socket: Socket | TLSSocket,
+  info: ConnectionInfo,
+  deps: GatewayDeps,
+  register: (handle: SessionHandle) => () => void,
+): Promise<void> {
+  const { settings } = deps;
+  const started = Date.now();
+  const log: Logger = deps.logger.child({
+    session: randomBytes(6).toString('base64url'),
+    ip: info.remoteAddress,
+    port: info.remotePort,
+  });
+  const controller = new AbortController();
+  const signal = controller.signal;
+  let io: Duplex = socket;
+  socket.setNoDelay(true);
+  socket.on('error', (e) => log.debug({ err: e.message }, 'socket error'));
+  socket.once('close', () => controller.abort());
+
+  const apopTimestamp = deps.accounts.supportsApop()
+    ? `<${process.pid}.${randomBytes(8).toString('hex')}.${Math.floor(started / 1000)}@postern>`
+    : null;
+  const config: SessionConfig = {
+    apopTimestamp,
+    implementation: settings.implementation,
+    tlsAvailable: settings.tls !== null,
+    saslMechanisms: settings.saslMechanisms,
+    loginDelay: settings.loginDelay,
+    expire: settings.expire,
+    maxBadCommands: settings.maxBadCommands,
+    maxAuthFailures: settings.maxAuthFailures,
+  };
+  const linkFor = (secure: boolean): LinkState => ({
+    secure,
+    plaintextAllowed: plaintextAllowed(settings.plaintextAuth, secure, info.remoteAddress),
+  });
+
+  let state = initialState(config, linkFor(info.secure)) as SessionState;
+  let opened = null as OpenedMaildrop | null;
+  let committed = false;
+  let shuttingDown = false;
+  const summary: SessionSummary = { user: null, commands: 0, retrieved: 0, retrievedOctets: 0, deleted: 0, result: 'disconnected' };
+  const source = new LineSource(settings.maxSaslLineLength - 2);
+  source.attach(socket);
+  const unregister = register({
+    shutdown: () => {
+      shuttingDown = true;
+      source.interrupt();
+    },
+  });
+
+  const uncork = (): void => {
+    while (io.writableCorked > 0) io.uncork();
+  };
+
+  const drained = async (): Promise<void> => {
+    if (!io.writableNeedDrain) return;
+    await once(io, 'drain', { signal });
+  };
+
+  async function writeLines(first: string, lines: Iterable<string>): Promise<void> {
+    let buffer = `${first}\r\n`;
+    for (const line of lines) {
+      buffer += `${line}\r\n`;
+      if (buffer.length >= 16_384) {
+        io.write(buffer);
+        buffer = '';
+        await drained();
+      }
+    }
+    io.write(`${buffer}.\r\n`);
+  }
+
+  async function sendMessage(index: number, bodyLines: number | null): Promise<SessionInput | null> {
+    if (!opened) return null;
+    let body;
+    try {
+      body = await opened.maildrop.read(index, { bodyLines, signal });
+    } catch (e) {
+      const temporary = (e as { temporary?: boolean }).temporary !== false;
+      log.warn({ err: (e as Error).message, index }, 'message read failed');
+      io.write(temporary ? '-ERR [SYS/TEMP] Message temporarily unavailable.\r\n' : '-ERR Message no longer available.\r\n');
+      return null;
+    }
+    const size = opened.maildrop.messages[index]?.size ?? 0;
+    io.write(bodyLines === null ? `+OK ${size} octets\r\n` : '+OK Top of message follows\r\n');
+    uncork();
+    const stuff = new DotStuffTransform();
+    try {
+      await pipeline(body, stuff, io, { end: false });
+    } catch (e) {
+      // The +OK is out: the only honest thing left is to drop the connection.
+      log.warn({ err: (e as Error).message, index }, 'message stream failed, closing connection');
+      io.destroy();
+      return null;
+    }
+    if (bodyLines === null) {
+      summary.retrieved += 1;
+      summary.retrievedOctets += stuff.octets;
+    }
+    return null;
+  }
+
+  async function perform(effect: Effect): Promise<SessionInput | null> {
+    switch (effect.type) {
+      case 'reply':
+        io.write(effect.text);
+        return null;
+      case 'reply-lines':
+        await writeLines(effect.first, effect.lines);
+        return null;
+      case 'login': {
+        const outcome = await performLogin(
+          { accounts: deps.accounts, locks: deps.locks, store: deps.store, apopTimestamp, signal },
+          effect.credentials,
+        );
+        if (outcome.opened) {
+          opened = outcome.opened;
+          summary.user = outcome.username;
+          opened.lease.signal.addEventListener('abort', () => source.interrupt(), { once: true });
+          log.info({ user: outcome.username, mechanism: effect.mechanism, messages: opened.maildrop.messages.length }, 'login');
+        } else {
+          log.info({ user: outcome.username, mechanism: effect.mechanism, reason: outcome.reason }, 'login failed');
+          if (!outcome.result.ok && outcome.result.code === 'AUTH' && settings.authFailureDelayMs > 0) {
+            const failures = state.phase === 'pending-login' ? state.authFailures + 1 : 1;
+            uncork();
+            await sleep(Math.min(settings.authFailureDelayMs * failures, 10_000), undefined, { signal });
+          }
+        }
+        return { type: 'login-result', result: outcome.result };
+      }
+      case 'send-message':
+        return sendMessage(effect.index, effect.bodyLines);
+      case 'start-tls': {
+        const secureContext = settings.tls;
+        if (!secureContext) return null;
+        uncork();
+        source.detach();
+        const tlsSocket = new TLSSocket(socket, { isServer: true, secureContext });
+        tlsSocket.on('error', (e) => log.debug({ err: e.message }, 'tls error'));
+        await Promise.race([
+          once(tlsSocket, 'secure', { signal }),
+          sleep(settings.tlsHandshakeTimeoutMs, undefined, { signal }).then(() => {
+            throw new Error('TLS handshake timed out');
+          }),
+        ]);
+        io = tlsSocket;
+        source.attach(tlsSocket);
+        log.debug({ protocol: tlsSocket.getProtocol() }, 'STLS');
+        return { type: 'tls-started', link: linkFor(true) };
+      }
+      case 'commit': {
+        if (!opened) return { type: 'commit-result', ok: true };
+        try {
+          await opened.maildrop.commit(effect.deleted);
+          committed = true;
+          summary.deleted = effect.deleted.length;
+          return { type: 'commit-result', ok: true };
+        } catch (e) {
+          log.warn({ err: (e as Error).message }, 'commit failed');
+          return { type: 'commit-result', ok: false };
+        }
+      }
+      case 'close':
+        uncork();
+        io.end();
+        return null;
+    }
+  }
+
+  async function apply(input: SessionInput): Promise<void> {
+    let next: SessionInput | null = input;
+    while (next) {
+      const result = step(state, next);
+      state = result.state;
+      next = null;
+      for (const effect of result.effects) {
+        const followUp = await perform(effect);
+        if (followUp) next = followUp;
+      }
+    }
+  }
+
+  function toInput(pulled: Pulled): SessionInput | null {
+    switch (pulled.kind) {
+      case 'line': {
+        const limit = settings.maxLineLength - 2;
+        const inSasl = state.phase === 'authorization' && state.sasl !== null;
+        if (!inSasl && pulled.line.length > limit / 3 && Buffer.byteLength(pulled.line) > limit) {
+          if (!/^auth /i.test(pulled.line)) return { type: 'line-too-long' };
+        }
+        summary.commands += 1;
+        return { type: 'line', line: pulled.line };
+      }
+      case 'too-long':
+        return { type: 'line-too-long' };
+      case 'timeout':
+        summary.result = 'timeout';
+        return { type: 'abort', code: null, text: 'Disconnected for inactivity.' };
+      case 'interrupt':
+        if (opened && !opened.lease.held()) {
+          summary.result = 'lock lost';
+          return { type: 'abort', code: 'SYS/TEMP', text: 'Maildrop lock lost, try again.' };
+        }
+        if (shuttingDown) {
+          summary.result = 'shutdown';
+          return { type: 'abort', code: 'SYS/TEMP', text: 'Server shutting down, try again.' };
+        }
+        return null;
+      case 'end':
+        return null;
+    }
+  }
+
+  try {
+    io.cork();
+    await perform(greeting(config));
+    while (state.phase !== 'closed' && !signal.aborted) {
+      uncork();
+      const timeout = state.phase === 'transaction' ? settings.idleTimeoutMs : settings.loginTimeoutMs;
+      const pulled = await source.next(timeout);
+      if (pulled.kind === 'end') break;
+      const input = toInput(pulled);
+      if (!input) continue;
+      io.cork();
+      await apply(input);
+    }
+    if (state.phase === 'closed' && summary.result === 'disconnected') summary.result = committed ? 'logout' : 'closed';
+  } catch (e) {
+    if (!signal.aborted) log.warn({ err: (e as Error).message }, 'session error');
+    summary.result = 'error';
+  } finally {
+    unregister();
+    source.detach();
+    uncork();
+    if (opened && !committed) {
+      await opened.maildrop.close().catch((e: Error) => log.warn({ err: e.message }, 'maildrop release failed'));
+    }
+    if (!io.destroyed) io.end();
+    log.info({ ...summary, durationMs: Date.now() - started }, 'session end');
+  }
+}
