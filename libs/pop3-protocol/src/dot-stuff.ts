@@ -4,6 +4,7 @@
  */
 const DOT = 0x2e;
 const LF = 0x0a;
+const CR = 0x0d;
 
 const TERMINATOR_AFTER_LINE = Buffer.from('.\r\n', 'latin1');
 const TERMINATOR_MID_LINE = Buffer.from('\r\n.\r\n', 'latin1');
@@ -11,6 +12,8 @@ const TERMINATOR_MID_LINE = Buffer.from('\r\n.\r\n', 'latin1');
 export class DotStuffer {
   #atLineStart = true;
   #lastByte = -1;
+  /** The byte before #lastByte, so a CRLF split across chunks is still seen by finish(). */
+  #prevByte = -1;
 
   /** Returns the stuffed bytes: the same buffer when nothing needed stuffing. */
   push(chunk: Buffer): Buffer {
@@ -26,6 +29,7 @@ export class DotStuffer {
     }
     const last = chunk[chunk.length - 1] as number;
     this.#atLineStart = last === LF;
+    this.#prevByte = chunk.length >= 2 ? (chunk[chunk.length - 2] as number) : this.#lastByte;
     this.#lastByte = last;
     if (positions === undefined) return chunk;
     const out = Buffer.allocUnsafe(chunk.length + positions.length);
@@ -42,7 +46,8 @@ export class DotStuffer {
 
   /** The terminating line; adds the missing CRLF first when the data did not end with one. */
   finish(): Buffer {
-    const endedWithCrlf = this.#atLineStart && this.#lastByte === LF;
+    // A bare LF is not a line end for a client that waits for CRLF "." CRLF.
+    const endedWithCrlf = this.#lastByte === LF && this.#prevByte === CR;
     const empty = this.#lastByte === -1;
     return endedWithCrlf || empty ? TERMINATOR_AFTER_LINE : TERMINATOR_MID_LINE;
   }

@@ -124,7 +124,7 @@ export interface StepResult {
 const CRLF = '\r\n';
 
 export function ok(text: string): Effect {
-  return { type: 'reply', text: `+OK ${text}${CRLF}` };
+  return { type: 'reply', text: text === '' ? `+OK${CRLF}` : `+OK ${text}${CRLF}` };
 }
 
 export function err(code: RespCode | null, text: string): Effect {
@@ -182,6 +182,8 @@ export function step(state: SessionState, input: SessionInput): StepResult {
     case 'line':
       return onLine(state, input.line);
     case 'line-too-long':
+      // Like a line: not an answerable command while waiting for a result or after closing.
+      if (state.phase !== 'authorization' && state.phase !== 'transaction') return stay(state);
       if (state.phase === 'authorization' && state.sasl !== null) {
         return badCommand({ ...state, sasl: null }, err(null, 'Authentication line too long.'));
       }
@@ -189,6 +191,8 @@ export function step(state: SessionState, input: SessionInput): StepResult {
     case 'login-result':
       return onLoginResult(state, input.result);
     case 'tls-started':
+      // Only meaningful before login; a stale event must not revive a closed or logged-in session.
+      if (state.phase !== 'pending-tls' && state.phase !== 'authorization') return stay(state);
       // RFC 2595 section 4: forget everything learned before TLS.
       return stay({
         phase: 'authorization',
@@ -197,7 +201,7 @@ export function step(state: SessionState, input: SessionInput): StepResult {
         badCommands: state.badCommands,
         user: null,
         sasl: null,
-        authFailures: state.phase === 'pending-tls' ? state.authFailures : 0,
+        authFailures: state.authFailures,
       });
     case 'commit-result': {
       if (state.phase !== 'update') return stay(state);
@@ -294,11 +298,11 @@ function login(state: AuthorizationState, mechanism: LoginMechanism, credentials
 function onAuthorization(state: AuthorizationState, command: Command): StepResult {
   switch (command.name) {
     case 'USER':
-      if (!state.link.plaintextAllowed) return stay({ ...state, user: null }, err('AUTH', PLAINTEXT_REFUSED));
+      if (!state.link.plaintextAllowed) return badCommand({ ...state, user: null }, err('AUTH', PLAINTEXT_REFUSED));
       return stay({ ...state, user: command.user }, ok('Send your password.'));
     case 'PASS': {
       if (state.user === null) return badCommand(state, err(null, 'No username given, use USER first.'));
-      if (!state.link.plaintextAllowed) return stay({ ...state, user: null }, err('AUTH', PLAINTEXT_REFUSED));
+      if (!state.link.plaintextAllowed) return badCommand({ ...state, user: null }, err('AUTH', PLAINTEXT_REFUSED));
       return login(state, 'USER', { kind: 'password', username: state.user, password: command.password });
     }
     case 'APOP': {
@@ -334,7 +338,7 @@ function onAuth(state: AuthorizationState, mechanism: string | null, initialResp
   if (!state.config.saslMechanisms.includes(mechanism)) {
     return badCommand(state, err(null, 'Unsupported authentication mechanism.'));
   }
-  if (!usable.includes(mechanism)) return stay(state, err('AUTH', PLAINTEXT_REFUSED));
+  if (!usable.includes(mechanism)) return badCommand(state, err('AUTH', PLAINTEXT_REFUSED));
   const sasl: SaslState = mechanism === 'PLAIN' ? { mechanism } : { mechanism, username: null };
   if (initialResponse === null) return stay({ ...state, user: null, sasl }, continuation(sasl));
   return onSaslResponse({ ...state, user: null, sasl }, sasl, initialResponse);
@@ -391,12 +395,21 @@ export function resolveMessageNumber(state: TransactionState, text: string): num
   return n - 1;
 }
 
-function* listLines(state: TransactionState, field: 'size' | 'uid'): Generator<string> {
-  const { messages, deleted } = state;
-  for (let i = 0; i < messages.length; i++) {
-    if (deleted[i] === 1) continue;
-    yield `${i + 1} ${(messages[i] as MessageInfo)[field]}`;
-  }
+/**
+ * The listing as of this command. `deleted` is updated in place by later DELE/RSET, so it is
+ * copied now; the lines themselves are still produced lazily (and may be iterated again).
+ */
+function listLines(state: TransactionState, field: 'size' | 'uid'): Iterable<string> {
+  const messages = state.messages;
+  const deleted = state.deleted.slice();
+  return {
+    *[Symbol.iterator]() {
+      for (let i = 0; i < messages.length; i++) {
+        if (deleted[i] === 1) continue;
+        yield `${i + 1} ${(messages[i] as MessageInfo)[field]}`;
+      }
+    },
+  };
 }
 
 function onTransaction(state: TransactionState, command: Command): StepResult {
