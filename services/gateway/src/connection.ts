@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TLSSocket } from 'node:tls';
+import { TLSSocket, type SecureContext } from 'node:tls';
 import {
   greeting,
   initialState,
@@ -63,6 +63,7 @@ export async function serveConnection(
   socket: Socket | TLSSocket,
   info: ConnectionInfo,
   deps: GatewayDeps,
+  stlsContext: SecureContext | null,
   register: (handle: SessionHandle) => () => void,
 ): Promise<void> {
   const { settings } = deps;
@@ -85,7 +86,7 @@ export async function serveConnection(
   const config: SessionConfig = {
     apopTimestamp,
     implementation: settings.implementation,
-    tlsAvailable: settings.tls !== null,
+    tlsAvailable: stlsContext !== null,
     saslMechanisms: settings.saslMechanisms,
     loginDelay: settings.loginDelay,
     expire: settings.expire,
@@ -194,7 +195,7 @@ export async function serveConnection(
       case 'send-message':
         return sendMessage(effect.index, effect.bodyLines);
       case 'start-tls': {
-        const secureContext = settings.tls;
+        const secureContext = stlsContext;
         if (!secureContext) return null;
         uncork();
         source.detach();

@@ -1,7 +1,7 @@
 /** POP3 listeners (plain with STLS, and implicit TLS), connection limits, drain. */
 import { once } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { createSecureContext, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { serveConnection, type ConnectionInfo, type SessionHandle } from './connection.js';
 import type { GatewayDeps, ListenAddress } from './settings.js';
 
@@ -51,7 +51,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     }
     connections += 1;
     perIp.set(remoteAddress, fromIp + 1);
-    const done = serveConnection(socket, info, deps, register)
+    const done = serveConnection(socket, info, deps, stlsContext, register)
       .catch((e: Error) => logger.error({ err: e.message }, 'connection handler failed'))
       .finally(() => {
         connections -= 1;
@@ -63,6 +63,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     running.add(done);
   }
 
+  const stlsContext = settings.tls ? createSecureContext(settings.tls) : null;
   const servers: Server[] = [];
   let pop3: ListenAddress | null = null;
   let pop3s: ListenAddress | null = null;
@@ -75,7 +76,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   if (settings.pop3s) {
     if (!settings.tls) throw new Error('POP3S_LISTEN needs a certificate (TLS_CERT and TLS_KEY)');
     const server = createTlsServer(
-      { secureContext: settings.tls, handshakeTimeout: settings.tlsHandshakeTimeoutMs, noDelay: true },
+      { ...settings.tls, handshakeTimeout: settings.tlsHandshakeTimeoutMs, noDelay: true },
       (socket) => accept(socket, true),
     );
     server.on('tlsClientError', (e, socket) => {

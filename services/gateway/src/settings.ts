@@ -1,4 +1,4 @@
-import type { SecureContext } from 'node:tls';
+import type { SecureContextOptions } from 'node:tls';
 import type { AccountBackend } from '@postern/accounts';
 import type { LockManager } from '@postern/locks';
 import type { MailStore } from '@postern/mailstore';
@@ -17,7 +17,7 @@ export interface GatewaySettings {
   readonly pop3: ListenAddress | null;
   readonly pop3s: ListenAddress | null;
   /** Certificate for STLS and the implicit-TLS listener; null disables both. */
-  readonly tls: SecureContext | null;
+  readonly tls: SecureContextOptions | null;
   readonly plaintextAuth: PlaintextAuthPolicy;
   /** Name shown in the greeting and the IMPLEMENTATION capability; null hides it. */
   readonly implementation: string | null;

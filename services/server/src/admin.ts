@@ -1,0 +1,30 @@
+/** Admin HTTP listener: /healthz (alive) and /readyz (serving, not draining). Metrics come later. */
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { ListenAddress } from '@postern/gateway';
+
+export interface AdminServer {
+  readonly address: ListenAddress;
+  close(): Promise<void>;
+}
+
+export async function startAdmin(listen: ListenAddress, ready: () => boolean): Promise<AdminServer> {
+  const server: Server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    } else if (path === '/readyz') {
+      const ok = ready();
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ready\n' : 'not ready\n');
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    }
+  });
+  server.listen(listen.port, listen.host);
+  await once(server, 'listening');
+  const a = server.address();
+  return {
+    address: a && typeof a === 'object' ? { host: a.address, port: a.port } : listen,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
