@@ -42,5 +42,11 @@ export interface AccountBackend {
   verifyApop(credentials: ApopCredentials, signal?: AbortSignal): Promise<AuthResult>;
   /** Resolve a recipient address or login name for delivery; null when unknown. */
   lookup(address: string, signal?: AbortSignal): Promise<Account | null>;
+  /**
+   * Optional: whether `username` is a login name this backend holds. ChainBackend uses it to
+   * tell "wrong password here" (a definite answer) from "not ours" (ask the next backend);
+   * without it, an 'invalid' answer falls through to the next backend.
+   */
+  hasLogin?(username: string, signal?: AbortSignal): Promise<boolean>;
   close?(): Promise<void>;
 }

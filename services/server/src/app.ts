@@ -27,13 +27,18 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
   if (tlsFiles.generated) logger.warn({ cert: tlsFiles.cert }, 'generated a self-signed certificate; set TLS_CERT and TLS_KEY for production');
   const tls = await loadTlsOptions(tlsFiles);
 
+  let cache: CredentialCache | null = null;
   const passwd = await PasswdFileBackend.open({
     path: config.PASSWD_FILE,
     onWarning: (w) => logger.warn({ file: w.file, line: w.line }, w.message),
-    onReload: (r) => logger.info({ file: r.file, users: r.users, skipped: r.skipped }, 'password file loaded'),
+    onReload: (r) => {
+      // A changed password takes effect at once, not when the cached verification expires.
+      cache?.clear();
+      logger.info({ file: r.file, users: r.users, skipped: r.skipped }, 'password file loaded');
+    },
   });
-  const accounts: AccountBackend =
-    config.CREDENTIAL_CACHE_TTL_S > 0 ? new CredentialCache(passwd, { ttlMs: config.CREDENTIAL_CACHE_TTL_S * 1000 }) : passwd;
+  if (config.CREDENTIAL_CACHE_TTL_S > 0) cache = new CredentialCache(passwd, { ttlMs: config.CREDENTIAL_CACHE_TTL_S * 1000 });
+  const accounts: AccountBackend = cache ?? passwd;
   const store = new MaildirStore({
     pathFor: (mailbox) => maildirPathFromTemplate(config.MAILDIR, mailbox.username),
     fsync: config.MAILDIR_FSYNC,
