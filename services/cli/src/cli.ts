@@ -17,6 +17,7 @@ import {
   usernameProblem,
   type HashScheme,
 } from '@postern/accounts';
+import { MaildirStore, maildirPathFromTemplate } from '@postern/mailstore';
 import { Interrupted, readPassword, type PasswordInput } from './password-input.js';
 
 export interface CliIo {
@@ -135,19 +136,37 @@ const userList: Command = {
   },
 };
 
-/**
- * The subcommand table: one row per command, looked up by its words.
- *
- * To add a command, write a `Command` and list it here. Planned:
- * - `mailbox list` (list mailboxes and their sizes): needs the mail store
- *   (@postern/mailstore), to be added here by the lead.
- */
+/** Maildir template as the server resolves it: $MAILDIR, else $DATA_DIR/mail/%u/Maildir. */
+function maildirTemplate(io: CliIo): string {
+  return io.env['MAILDIR'] || resolve(io.cwd, io.env['DATA_DIR'] || './var', 'mail/%u/Maildir');
+}
+
+const mailboxList: Command = {
+  name: 'mailbox list',
+  params: [],
+  summary: 'list each user with message count and octets (CRLF sizes, as POP3 LIST reports them)',
+  options: [],
+  async run(ctx) {
+    const doc = await readPasswdFileDocument(ctx.passwdFile);
+    const template = maildirTemplate(ctx.io);
+    const store = new MaildirStore({ pathFor: (m) => resolve(ctx.io.cwd, maildirPathFromTemplate(template, m.username)) });
+    const rows: string[][] = [['USER', 'MESSAGES', 'OCTETS']];
+    for (const user of doc.users()) {
+      const { count, octets } = await store.stat({ id: user.username.toLowerCase(), username: user.username });
+      rows.push([user.username, String(count), String(octets)]);
+    }
+    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+    for (const r of rows) print(ctx.io.stdout, r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ').trimEnd());
+  },
+};
+
+/** The subcommand table: one row per command, looked up by its words. */
 export const COMMANDS: readonly Command[] = [
   userAdd,
   userPasswd,
   userDel,
   userList,
-  // mailbox list: not yet (see above)
+  mailboxList,
 ];
 
 function usageLine(c: Command): string {
@@ -170,6 +189,8 @@ export function helpText(): string {
     `  --scheme SCHEME     password scheme for user add/passwd (default ${DEFAULT_SCHEME}):`,
     `                      ${HASH_SCHEMES.join(', ')}`,
     '  -h, --help          show this help, or a command\'s usage with COMMAND --help',
+    '',
+    'mailbox list reads $MAILDIR (default $DATA_DIR/mail/%u/Maildir), like the server.',
     '',
     'Passwords are never taken from the command line. With a terminal on standard input,',
     'postern prompts twice without echo; otherwise it reads the first line of standard input.',

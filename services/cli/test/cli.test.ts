@@ -288,3 +288,24 @@ describe('packaging', () => {
     assert.ok((await readFile(MAIN, 'utf8')).startsWith('#!/usr/bin/env node\n'));
   });
 });
+
+describe('postern mailbox list', () => {
+  it('prints each user with the message count and CRLF octets of their Maildir', async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, 'passwd'), 'alice:{PLAIN}a\nbob:{PLAIN}b\n');
+    const { mkdir } = await import('node:fs/promises');
+    const newDir = join(dir, 'mail', 'alice', 'Maildir', 'new');
+    await mkdir(newDir, { recursive: true });
+    // Two LF files as an MTA writes them: 3 lines (+3 CRs) and 1 line (+1 CR).
+    await writeFile(join(newDir, '1700000000.M1P1Q1.host'), 'A: b\n\nbody\n');
+    await writeFile(join(newDir, '1700000001.M1P1Q1.host'), 'x\n');
+    const r = await cli(['mailbox', 'list'], { env: { DATA_DIR: dir } });
+    assert.equal(r.code, 0, r.stderr);
+    const rows = r.stdout.trim().split('\n').map((l) => l.trim().split(/\s+/));
+    assert.deepEqual(rows, [
+      ['USER', 'MESSAGES', 'OCTETS'],
+      ['alice', '2', String(11 + 3 + 2 + 1)],
+      ['bob', '0', '0'],
+    ]);
+  });
+});
