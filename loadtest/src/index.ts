@@ -1,0 +1,6 @@
+export * from './pop3-client.js';
+export * from './generator.js';
+export * from './mailgen.js';
+export * from './dovecot.js';
+export * from './procstat.js';
+export * from './server-process.js';
