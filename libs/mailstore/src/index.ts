@@ -27,3 +27,4 @@ export {
   type MaildirStoreOptions,
   type MaildirName,
 } from './maildir.js';
+export { openMessageFile, type ReadMode } from './file-reader.js';

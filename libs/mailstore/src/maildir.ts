@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { readdirSync, statSync } from 'node:fs';
 import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -7,6 +8,7 @@ import type { Lease } from '@postern/locks';
 import { StoreError } from './errors.js';
 import { naturalCompare } from './ids.js';
 import { LeasedDrop, asStoreError, consumeSource, guardSource, lockLost, mapLimit, tooLarge } from './internal.js';
+import { openMessageFile, type ReadMode } from './file-reader.js';
 import { CanonicalCounter, LfEncoder, MESSAGE_CHUNK_SIZE, messageStream } from './streams.js';
 import type { DeliverOptions, DeliveryResult, MailboxRef, MailStore, MessageMeta, ReadOptions } from './types.js';
 
@@ -22,6 +24,12 @@ export interface MaildirStoreOptions {
    * the sizes when they differ. Default true; false trusts `S=`/`W=` without a stat.
    */
   verifySizeHints?: boolean;
+  /**
+   * How message files are listed and read: `sync` on the event loop (fast for files in the page
+   * cache, the default) or `async` through the libuv thread pool (for slow or network disks).
+   * See file-reader.ts for the measurements behind the default.
+   */
+  readMode?: ReadMode;
 }
 
 type Subdir = 'new' | 'cur';
@@ -236,6 +244,7 @@ export class MaildirStore implements MailStore {
   readonly #host: string;
   readonly #fsync: boolean;
   readonly #verify: boolean;
+  readonly #mode: ReadMode;
   #sizeComputations = 0;
 
   constructor(options: MaildirStoreOptions) {
@@ -243,6 +252,7 @@ export class MaildirStore implements MailStore {
     this.#host = sanitizeMaildirHostname(options.hostname ?? osHostname());
     this.#fsync = options.fsync ?? true;
     this.#verify = options.verifySizeHints ?? true;
+    this.#mode = options.readMode ?? 'sync';
   }
 
   /** How many message files were read to compute their sizes (missing or stale hints). */
@@ -265,7 +275,7 @@ export class MaildirStore implements MailStore {
     const root = this.root(mailbox);
     try {
       const entries = await this.#scan(root, signal);
-      return new MaildirMaildrop(root, entries, lease, this.#fsync);
+      return new MaildirMaildrop(root, entries, lease, this.#fsync, this.#mode);
     } catch (error) {
       throw asStoreError(error, 'listing the Maildir failed');
     }
@@ -341,14 +351,14 @@ export class MaildirStore implements MailStore {
   }
 
   async #scan(root: string, signal: AbortSignal | undefined): Promise<Entry[]> {
-    let candidates = await listCandidates(root);
+    let candidates = await listCandidates(root, this.#mode);
     signal?.throwIfAborted();
     let sizes: (number | undefined)[] = [];
     if (this.#verify) {
-      sizes = await mapLimit(candidates, STAT_CONCURRENCY, (c) => fileSize(join(root, c.dir, c.name)));
+      sizes = await mapLimit(candidates, STAT_CONCURRENCY, (c) => fileSize(join(root, c.dir, c.name), this.#mode));
       if (sizes.some((s) => s === undefined)) {
         // Renamed (new/ -> cur/, flags changed) or deleted since the listing: look again for those.
-        const again = await listCandidates(root);
+        const again = await listCandidates(root, this.#mode);
         const byBase = new Map(again.map((c) => [c.parsed.base, c]));
         const kept: Candidate[] = [];
         const keptSizes: (number | undefined)[] = [];
@@ -358,7 +368,7 @@ export class MaildirStore implements MailStore {
           if (size === undefined) {
             const moved = byBase.get(c.parsed.base);
             if (moved === undefined) return;
-            size = await fileSize(join(root, moved.dir, moved.name));
+            size = await fileSize(join(root, moved.dir, moved.name), this.#mode);
             if (size === undefined) return;
             candidate = moved;
           }
@@ -405,10 +415,11 @@ export class MaildirStore implements MailStore {
   }
 }
 
-async function listDir(root: string, dir: Subdir): Promise<Candidate[]> {
+async function listDir(root: string, dir: Subdir, mode: ReadMode): Promise<Candidate[]> {
   let dirents;
   try {
-    dirents = await readdir(join(root, dir), { withFileTypes: true });
+    const path = join(root, dir);
+    dirents = mode === 'sync' ? readdirSync(path, { withFileTypes: true }) : await readdir(path, { withFileTypes: true });
   } catch (error) {
     if (errno(error) === 'ENOENT') return [];
     throw error;
@@ -424,18 +435,18 @@ async function listDir(root: string, dir: Subdir): Promise<Candidate[]> {
 }
 
 /** new/ first, then cur/: a message moved between the two reads shows up twice, never not at all. */
-async function listCandidates(root: string): Promise<Candidate[]> {
-  const fresh = await listDir(root, 'new');
-  const seen = await listDir(root, 'cur');
+async function listCandidates(root: string, mode: ReadMode): Promise<Candidate[]> {
+  const fresh = await listDir(root, 'new', mode);
+  const seen = await listDir(root, 'cur', mode);
   const byBase = new Map<string, Candidate>();
   for (const c of fresh) byBase.set(c.parsed.base, c);
   for (const c of seen) byBase.set(c.parsed.base, c);
   return [...byBase.values()];
 }
 
-async function fileSize(path: string): Promise<number | undefined> {
+async function fileSize(path: string, mode: ReadMode): Promise<number | undefined> {
   try {
-    return (await stat(path)).size;
+    return mode === 'sync' ? statSync(path).size : (await stat(path)).size;
   } catch (error) {
     if (errno(error) === 'ENOENT') return undefined;
     throw error;
@@ -473,36 +484,28 @@ export class MaildirMaildrop extends LeasedDrop {
   readonly #root: string;
   readonly #entries: readonly Entry[];
   readonly #fsync: boolean;
+  readonly #mode: ReadMode;
 
-  constructor(root: string, entries: Entry[], lease: Lease, fsync: boolean) {
+  constructor(root: string, entries: Entry[], lease: Lease, fsync: boolean, mode: ReadMode) {
     super(lease);
     this.#root = root;
     this.#entries = entries;
     this.#fsync = fsync;
+    this.#mode = mode;
     this.messages = Object.freeze(entries.map((e) => Object.freeze({ uid: e.uid, size: e.size })));
   }
 
   protected async readMessage(index: number, options: ReadOptions): Promise<Readable> {
     const entry = this.#entries[index] as Entry;
-    let handle = await openIfExists(join(this.#root, entry.dir, entry.name));
-    if (handle === undefined) {
+    let file = await openMessageFile(join(this.#root, entry.dir, entry.name), entry.stored, this.#mode, MESSAGE_CHUNK_SIZE);
+    if (file === undefined) {
       // Maybe renamed by another agent (new/ -> cur/, flags): find it by its base name.
       const moved = await this.#locate(entry.base);
-      if (moved !== undefined) handle = await openIfExists(join(this.#root, moved.dir, moved.name));
+      if (moved !== undefined) file = await openMessageFile(join(this.#root, moved.dir, moved.name), entry.stored, this.#mode, MESSAGE_CHUNK_SIZE);
     }
-    if (handle === undefined) {
+    if (file === undefined) {
       throw new StoreError('not-found', `message ${entry.uid} is no longer in the Maildir`, { temporary: false });
     }
-    try {
-      const { size } = await handle.stat();
-      if (size !== entry.stored) {
-        throw new StoreError('not-found', `message ${entry.uid} changed on disk since the listing`, { temporary: false });
-      }
-    } catch (error) {
-      await handle.close().catch(() => {});
-      throw error;
-    }
-    const file = handle.createReadStream({ highWaterMark: MESSAGE_CHUNK_SIZE });
     const stream = messageStream(file, { bodyLines: options.bodyLines, canonicalize: true });
     return options.signal === undefined ? stream : addAbortSignal(options.signal, stream);
   }
@@ -516,7 +519,7 @@ export class MaildirMaildrop extends LeasedDrop {
         touched.add(entry.dir);
         return;
       }
-      listing ??= listCandidates(this.#root).then((all) => new Map(all.map((c) => [c.parsed.base, c])));
+      listing ??= listCandidates(this.#root, this.#mode).then((all) => new Map(all.map((c) => [c.parsed.base, c])));
       const moved = (await listing).get(entry.base);
       if (moved !== undefined && (await unlinkIfExists(join(this.#root, moved.dir, moved.name)))) touched.add(moved.dir);
     });
@@ -524,17 +527,8 @@ export class MaildirMaildrop extends LeasedDrop {
   }
 
   async #locate(base: string): Promise<Candidate | undefined> {
-    const all = await listCandidates(this.#root);
+    const all = await listCandidates(this.#root, this.#mode);
     return all.find((c) => c.parsed.base === base);
-  }
-}
-
-async function openIfExists(path: string): Promise<FileHandle | undefined> {
-  try {
-    return await open(path, 'r');
-  } catch (error) {
-    if (errno(error) === 'ENOENT') return undefined;
-    throw error;
   }
 }
 

@@ -7,10 +7,10 @@ import { once } from 'node:events';
 import { isIPv4, isIPv6 } from 'node:net';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import {
+  DotStuffer,
   greeting,
   initialState,
   step,
@@ -21,7 +21,6 @@ import {
   type SessionState,
 } from '@postern/pop3-protocol';
 import type { Logger } from '@postern/telemetry';
-import { DotStuffTransform } from './dot-stuff-stream.js';
 import { LineSource, type Pulled } from './line-source.js';
 import { performLogin, type OpenedMaildrop } from './login.js';
 import type { GatewayDeps, PlaintextAuthPolicy } from './settings.js';
@@ -146,20 +145,31 @@ export async function serveConnection(
       return null;
     }
     const size = opened.maildrop.messages[index]?.size ?? 0;
+    // Still corked: the status line, the first chunks and (for most messages) the terminator
+    // leave in one writev. When the socket buffer fills, flush and wait for it to drain.
     io.write(bodyLines === null ? `+OK ${size} octets\r\n` : '+OK Top of message follows\r\n');
-    uncork();
-    const stuff = new DotStuffTransform();
+    const stuffer = new DotStuffer();
+    let octets = 0;
     try {
-      await pipeline(body, stuff, io, { end: false });
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        octets += chunk.length;
+        if (!io.write(stuffer.push(chunk))) {
+          uncork();
+          await drained();
+          io.cork();
+        }
+      }
+      io.write(stuffer.finish());
     } catch (e) {
       // The +OK is out: the only honest thing left is to drop the connection.
+      body.destroy();
       log.warn({ err: (e as Error).message, index }, 'message stream failed, closing connection');
       io.destroy();
       return null;
     }
     if (bodyLines === null) {
       summary.retrieved += 1;
-      summary.retrievedOctets += stuff.octets;
+      summary.retrievedOctets += octets;
     }
     return null;
   }

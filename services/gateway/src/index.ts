@@ -7,4 +7,3 @@ export {
   type ListenAddress,
 } from './settings.js';
 export { isLoopback, plaintextAllowed } from './connection.js';
-export { DotStuffTransform } from './dot-stuff-stream.js';

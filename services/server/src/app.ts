@@ -42,6 +42,7 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
   const store = new MaildirStore({
     pathFor: (mailbox) => maildirPathFromTemplate(config.MAILDIR, mailbox.username),
     fsync: config.MAILDIR_FSYNC,
+    readMode: config.MAILDIR_READ_MODE,
   });
   const locks = new MemoryLockManager();
 

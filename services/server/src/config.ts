@@ -34,6 +34,7 @@ export const serverSchema = z.object({
   MAX_MESSAGE_SIZE: integer(1_024).default(50 * 1024 * 1024),
   CREDENTIAL_CACHE_TTL_S: integer(0, 86_400).default(60),
   MAILDIR_FSYNC: boolean.default(true),
+  MAILDIR_READ_MODE: z.enum(['sync', 'async']).default('sync'),
   DRAIN_TIMEOUT_MS: integer(0).default(30_000),
 });
 
