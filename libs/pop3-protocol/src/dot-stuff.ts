@@ -6,6 +6,7 @@ const DOT = 0x2e;
 const LF = 0x0a;
 const CR = 0x0d;
 
+const LF_DOT = Buffer.from('\n.', 'latin1');
 const TERMINATOR_AFTER_LINE = Buffer.from('.\r\n', 'latin1');
 const TERMINATOR_MID_LINE = Buffer.from('\r\n.\r\n', 'latin1');
 
@@ -20,12 +21,12 @@ export class DotStuffer {
     if (chunk.length === 0) return chunk;
     let positions: number[] | undefined;
     if (this.#atLineStart && chunk[0] === DOT) positions = [0];
-    let from = 0;
-    for (;;) {
-      const i = chunk.indexOf(LF, from);
-      if (i === -1 || i + 1 >= chunk.length) break;
-      if (chunk[i + 1] === DOT) (positions ??= []).push(i + 1);
-      from = i + 1;
+    // Search for LF '.' pairs directly: most chunks have none, and one native search beats an
+    // indexOf per line.
+    let i = chunk.indexOf(LF_DOT);
+    while (i !== -1) {
+      (positions ??= []).push(i + 1);
+      i = chunk.indexOf(LF_DOT, i + 2);
     }
     const last = chunk[chunk.length - 1] as number;
     this.#atLineStart = last === LF;
