@@ -8,6 +8,8 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export interface LoggerOptions {
   readonly service: string;
   readonly level: LevelWithSilent;
+  /** Fields on every line (e.g. the worker id). */
+  readonly bindings?: Record<string, unknown>;
   /** Write somewhere other than stdout (tests). */
   readonly destination?: NodeJS.WritableStream;
 }
@@ -16,7 +18,7 @@ export function createLogger(options: LoggerOptions): Logger {
   return pino(
     {
       level: options.level,
-      base: { service: options.service },
+      base: { service: options.service, ...options.bindings },
       // Credentials never reach a log line, even if a caller passes them by mistake.
       redact: { paths: ['password', '*.password', 'credentials', '*.credentials', 'sasl', '*.sasl'], censor: '[redacted]' },
       formatters: { level: (label) => ({ level: label }) },

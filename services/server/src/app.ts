@@ -1,11 +1,11 @@
-/** Wires the single node: password file, Maildir, in-process locks, POP3 gateway, LMTP intake. */
+/** Wires the single node: password file, Maildir, maildrop locks, POP3 gateway, LMTP intake. */
 import { mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { CredentialCache, PasswdFileBackend, type AccountBackend } from '@postern/accounts';
 import { DEFAULT_GATEWAY_SETTINGS, startGateway, type Gateway, type GatewaySettings } from '@postern/gateway';
 import { startLmtp, type Intake } from '@postern/delivery';
-import { MemoryLockManager } from '@postern/locks';
+import { MemoryLockManager, type LockManager } from '@postern/locks';
 import { MaildirStore, maildirPathFromTemplate } from '@postern/mailstore';
 import type { Logger } from '@postern/telemetry';
 import { startAdmin, type AdminServer } from './admin.js';
@@ -13,7 +13,7 @@ import type { ServerConfig } from './config.js';
 import { ensureTlsFiles, loadTlsOptions } from './tls.js';
 
 export interface RunningServer {
-  readonly gateway: Gateway;
+  readonly gateway: Gateway | null;
   readonly intake: Intake | null;
   readonly admin: AdminServer | null;
   readonly accounts: AccountBackend;
@@ -21,12 +21,19 @@ export interface RunningServer {
   stop(drainMs?: number): Promise<void>;
 }
 
-export async function startServer(config: Readonly<ServerConfig>, logger: Logger): Promise<RunningServer> {
-  await mkdir(config.DATA_DIR, { recursive: true });
-  const tlsFiles = await ensureTlsFiles(config.TLS_CERT, config.TLS_KEY, config.DATA_DIR);
-  if (tlsFiles.generated) logger.warn({ cert: tlsFiles.cert }, 'generated a self-signed certificate; set TLS_CERT and TLS_KEY for production');
-  const tls = await loadTlsOptions(tlsFiles);
+export interface StartOptions {
+  /**
+   * `all`: POP3, LMTP and admin in this process (one process, or tests). With worker
+   * processes, the primary runs `intake` (LMTP and admin) and each worker runs `pop3`.
+   */
+  readonly role?: 'all' | 'pop3' | 'intake';
+  /** Maildrop locks; default in-process. Workers pass an IpcLockManager. */
+  readonly locks?: LockManager;
+  /** Readiness beyond "not draining" (the primary: at least one worker is up). */
+  readonly ready?: () => boolean;
+}
 
+async function openAccounts(config: Readonly<ServerConfig>, logger: Logger): Promise<AccountBackend> {
   let cache: CredentialCache | null = null;
   const passwd = await PasswdFileBackend.open({
     path: config.PASSWD_FILE,
@@ -38,15 +45,19 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
     },
   });
   if (config.CREDENTIAL_CACHE_TTL_S > 0) cache = new CredentialCache(passwd, { ttlMs: config.CREDENTIAL_CACHE_TTL_S * 1000 });
-  const accounts: AccountBackend = cache ?? passwd;
-  const store = new MaildirStore({
-    pathFor: (mailbox) => maildirPathFromTemplate(config.MAILDIR, mailbox.username),
-    fsync: config.MAILDIR_FSYNC,
-    readMode: config.MAILDIR_READ_MODE,
-  });
-  const locks = new MemoryLockManager();
+  return cache ?? passwd;
+}
 
-  const settings: GatewaySettings = {
+/** The certificate files, generating a self-signed pair on first run. */
+export async function prepareTls(config: Readonly<ServerConfig>, logger: Logger) {
+  await mkdir(config.DATA_DIR, { recursive: true });
+  const files = await ensureTlsFiles(config.TLS_CERT, config.TLS_KEY, config.DATA_DIR);
+  if (files.generated) logger.warn({ cert: files.cert }, 'generated a self-signed certificate; set TLS_CERT and TLS_KEY for production');
+  return files;
+}
+
+export function gatewaySettings(config: Readonly<ServerConfig>, tls: GatewaySettings['tls']): GatewaySettings {
+  return {
     ...DEFAULT_GATEWAY_SETTINGS,
     pop3: config.POP3_LISTEN,
     pop3s: config.POP3S_LISTEN,
@@ -64,12 +75,29 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
     loginDelay: config.LOGIN_DELAY ?? null,
     expire: config.EXPIRE ?? null,
   };
-  const gateway = await startGateway({ settings, accounts, store, locks, logger });
+}
+
+export async function startServer(config: Readonly<ServerConfig>, logger: Logger, options: StartOptions = {}): Promise<RunningServer> {
+  const role = options.role ?? 'all';
+  const tlsFiles = await prepareTls(config, logger);
+  const tls = await loadTlsOptions(tlsFiles);
+  const accounts = await openAccounts(config, logger);
+  const store = new MaildirStore({
+    pathFor: (mailbox) => maildirPathFromTemplate(config.MAILDIR, mailbox.username),
+    fsync: config.MAILDIR_FSYNC,
+    readMode: config.MAILDIR_READ_MODE,
+  });
+  const locks = options.locks ?? new MemoryLockManager();
+
+  let gateway: Gateway | null = null;
   let intake: Intake | null = null;
   let admin: AdminServer | null = null;
   let draining = false;
   try {
-    if (config.LMTP_LISTEN) {
+    if (role !== 'intake') {
+      gateway = await startGateway({ settings: gatewaySettings(config, tls), accounts, store, locks, logger });
+    }
+    if (role !== 'pop3' && config.LMTP_LISTEN) {
       intake = await startLmtp({
         settings: {
           listen: config.LMTP_LISTEN,
@@ -83,10 +111,14 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
         logger,
       });
     }
-    if (config.ADMIN_LISTEN) admin = await startAdmin(config.ADMIN_LISTEN, () => !draining);
+    if (role !== 'pop3' && config.ADMIN_LISTEN) {
+      const ready = options.ready ?? (() => true);
+      admin = await startAdmin(config.ADMIN_LISTEN, () => !draining && ready());
+    }
   } catch (e) {
-    await gateway.close(0);
+    await gateway?.close(0);
     await intake?.close();
+    await accounts.close?.();
     throw e;
   }
 
@@ -97,7 +129,7 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
     accounts,
     async stop(drainMs = 0) {
       draining = true;
-      await Promise.all([gateway.close(drainMs), intake?.close()]);
+      await Promise.all([gateway?.close(drainMs), intake?.close()]);
       await admin?.close();
       await accounts.close?.();
     },

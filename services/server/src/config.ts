@@ -36,6 +36,8 @@ export const serverSchema = z.object({
   MAILDIR_FSYNC: boolean.default(true),
   MAILDIR_READ_MODE: z.enum(['sync', 'async']).default('sync'),
   DRAIN_TIMEOUT_MS: integer(0).default(30_000),
+  /** POP3 worker processes: a number, or `auto` (one per CPU, at most 8). 1 runs everything in one process. */
+  WORKERS: z.union([z.literal('auto'), integer(1, 64)]).default('auto'),
 });
 
 export type ServerConfigInput = z.output<typeof serverSchema>;

@@ -1,2 +1,2 @@
-export { startServer, type RunningServer } from './app.js';
+export { startServer, prepareTls, gatewaySettings, type RunningServer, type StartOptions } from './app.js';
 export { loadServerConfig, serverSchema, type ServerConfig } from './config.js';

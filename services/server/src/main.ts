@@ -1,14 +1,23 @@
 #!/usr/bin/env node
-/** `npm start`: the single-node service on the embedded default. */
+/**
+ * `npm start`: the single-node service on the embedded default.
+ *
+ * With WORKERS > 1 the primary process runs LMTP intake, the admin endpoints and the maildrop
+ * lock table, and forks POP3 worker processes that share the listening sockets (node:cluster).
+ * A worker that dies loses its locks at once and is replaced.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { hashPassword } from '@postern/accounts';
 import { ConfigError } from '@postern/config';
-import { createLogger } from '@postern/telemetry';
-import { startServer } from './app.js';
-import { loadServerConfig } from './config.js';
+import { IpcLockManager, LockTable, serveLocks } from '@postern/locks';
+import { createLogger, type Logger } from '@postern/telemetry';
+import { prepareTls, startServer, type RunningServer } from './app.js';
+import { loadServerConfig, type ServerConfig } from './config.js';
 
 async function firstRunDemoUser(passwdFile: string): Promise<{ user: string; password: string } | null> {
   if (existsSync(passwdFile)) return null;
@@ -23,57 +32,40 @@ async function firstRunDemoUser(passwdFile: string): Promise<{ user: string; pas
   return { user, password };
 }
 
-async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadServerConfig();
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`postern: ${e.message}\n`);
-      process.exit(2);
-    }
-    throw e;
-  }
-  const logger = createLogger({ service: 'postern', level: config.LOG_LEVEL });
-  const demo = await firstRunDemoUser(config.PASSWD_FILE);
-  let server;
-  try {
-    server = await startServer(config, logger);
-  } catch (e) {
-    const message = (e as Error).message;
-    process.stderr.write(`postern: cannot start: ${message}\n`);
-    process.exit(e instanceof ConfigError ? 2 : 1);
-  }
-  const pop3 = server.gateway.pop3;
-  const lmtp = server.intake?.address;
+function workerCount(config: Readonly<ServerConfig>): number {
+  return config.WORKERS === 'auto' ? Math.min(availableParallelism(), 8) : config.WORKERS;
+}
+
+function addr(a: { host: string; port: number } | null | undefined): string {
+  return a ? `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}` : 'off';
+}
+
+function announce(config: Readonly<ServerConfig>, workers: number, demo: { user: string; password: string } | null): void {
+  const pop3 = config.POP3_LISTEN;
   process.stderr.write(
-    `postern: POP3 on ${pop3 ? `${pop3.host}:${pop3.port}` : 'off'}, POP3S on ${
-      server.gateway.pop3s ? `${server.gateway.pop3s.host}:${server.gateway.pop3s.port}` : 'off'
-    }, LMTP on ${lmtp ? `${lmtp.host}:${lmtp.port}` : 'off'}; users in ${config.PASSWD_FILE}\n`,
+    `postern: POP3 on ${addr(pop3)}, POP3S on ${addr(config.POP3S_LISTEN)}, LMTP on ${addr(config.LMTP_LISTEN)}, ` +
+      `${workers} POP3 process${workers === 1 ? '' : 'es'}; users in ${config.PASSWD_FILE}\n`,
   );
   if (demo && pop3) {
     process.stderr.write(
-      [
-        `postern: first run: created user "${demo.user}" with password "${demo.password}"`,
-        `  read mail:    curl -v pop3://${pop3.host}:${pop3.port}/ -u '${demo.user}:${demo.password}'`,
-        lmtp ? `  deliver mail: see README ("Send yourself a message"), LMTP on ${lmtp.host}:${lmtp.port}` : '',
-        '',
-      ]
-        .filter((l) => l !== null)
-        .join('\n'),
+      `postern: first run: created user "${demo.user}" with password "${demo.password}"\n` +
+        `  read mail:    curl -v pop3://${addr(pop3)}/ -u '${demo.user}:${demo.password}'\n` +
+        (config.LMTP_LISTEN ? `  deliver mail: see README ("Send yourself a message"), LMTP on ${addr(config.LMTP_LISTEN)}\n` : ''),
     );
   }
+}
+
+/** SIGTERM/SIGINT: drain, then exit 0; a second signal exits at once. */
+function onStopSignals(logger: Logger, stop: (signal: string) => Promise<void>): void {
   let stopping = false;
-  const stop = (signal: string): void => {
+  const handler = (signal: string): void => {
     if (stopping) {
       logger.warn({ signal }, 'second signal, exiting now');
       process.exit(0);
     }
     stopping = true;
-    logger.info({ signal, drainMs: config.DRAIN_TIMEOUT_MS }, 'draining');
-    server.stop(config.DRAIN_TIMEOUT_MS).then(
+    stop(signal).then(
       () => {
-        logger.info('stopped');
         logger.flush();
         setImmediate(() => process.exit(0));
       },
@@ -83,8 +75,102 @@ async function main(): Promise<void> {
       },
     );
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => handler('SIGTERM'));
+  process.on('SIGINT', () => handler('SIGINT'));
+}
+
+async function runSingle(config: Readonly<ServerConfig>, logger: Logger): Promise<void> {
+  const demo = await firstRunDemoUser(config.PASSWD_FILE);
+  const server = await startServer(config, logger);
+  announce(config, 1, demo);
+  onStopSignals(logger, async (signal) => {
+    logger.info({ signal, drainMs: config.DRAIN_TIMEOUT_MS }, 'draining');
+    await server.stop(config.DRAIN_TIMEOUT_MS);
+    logger.info('stopped');
+  });
+}
+
+async function runPrimary(config: Readonly<ServerConfig>, logger: Logger, count: number): Promise<void> {
+  const demo = await firstRunDemoUser(config.PASSWD_FILE);
+  await prepareTls(config, logger); // before forking, so workers never race to generate it
+  const table = new LockTable();
+  const online = new Set<Worker>();
+  let stopping = false;
+  let restarts = 0;
+
+  const fork = (): void => {
+    const worker = cluster.fork();
+    const owner = `worker-${worker.id}`;
+    serveLocks(table, owner, worker);
+    worker.on('online', () => online.add(worker));
+    worker.on('exit', (code, signal) => {
+      online.delete(worker);
+      const dropped = table.releaseOwner(owner);
+      if (stopping) return;
+      logger.error({ worker: worker.id, code, signal, locksReleased: dropped }, 'POP3 worker died, replacing it');
+      // Back off when workers die in a loop (bad config found late, a crash on every start).
+      const delay = Math.min(100 * 2 ** Math.min(restarts++, 6), 5_000);
+      setTimeout(fork, delay).unref();
+    });
+  };
+
+  const server: RunningServer = await startServer(config, logger, { role: 'intake', ready: () => online.size > 0 });
+  for (let i = 0; i < count; i++) fork();
+  announce(config, count, demo);
+  onStopSignals(logger, async (signal) => {
+    stopping = true;
+    logger.info({ signal, drainMs: config.DRAIN_TIMEOUT_MS }, 'draining');
+    const exits = [...Object.values(cluster.workers ?? {})].map((w) =>
+      w && !w.isDead() ? new Promise<void>((resolve) => w.once('exit', () => resolve())) : Promise.resolve(),
+    );
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+    await Promise.all([server.stop(config.DRAIN_TIMEOUT_MS), ...exits]);
+    logger.info('stopped');
+  });
+}
+
+async function runWorker(config: Readonly<ServerConfig>, logger: Logger): Promise<void> {
+  const locks = new IpcLockManager(process as unknown as Parameters<typeof serveLocks>[2]);
+  const server = await startServer(config, logger, { role: 'pop3', locks });
+  let stopping = false;
+  const stop = async (): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    await server.stop(config.DRAIN_TIMEOUT_MS);
+  };
+  // The primary is gone: no lock service, so no new logins can be safe. Drain and leave.
+  process.on('disconnect', () => {
+    locks.disconnected();
+    stop().then(() => process.exit(0));
+  });
+  onStopSignals(logger, stop);
+}
+
+async function main(): Promise<void> {
+  let config: Readonly<ServerConfig>;
+  try {
+    config = loadServerConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`postern: ${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const workers = workerCount(config);
+  const logger = createLogger({
+    service: 'postern',
+    level: config.LOG_LEVEL,
+    ...(cluster.isWorker ? { bindings: { worker: cluster.worker?.id } } : {}),
+  });
+  try {
+    if (cluster.isWorker) await runWorker(config, logger);
+    else if (workers > 1) await runPrimary(config, logger, workers);
+    else await runSingle(config, logger);
+  } catch (e) {
+    process.stderr.write(`postern: cannot start: ${(e as Error).message}\n`);
+    process.exit(e instanceof ConfigError ? 2 : 1);
+  }
 }
 
 main().catch((e: Error) => {
