@@ -9,7 +9,7 @@ import { StoreError } from './errors.js';
 import { naturalCompare } from './ids.js';
 import { LeasedDrop, asStoreError, consumeSource, guardSource, lockLost, mapLimit, tooLarge } from './internal.js';
 import { openMessageFile, type ReadMode } from './file-reader.js';
-import { CanonicalCounter, LfEncoder, MESSAGE_CHUNK_SIZE, messageStream } from './streams.js';
+import { CanonicalCounter, CanonicalEncoder, LfEncoder, MESSAGE_CHUNK_SIZE, messageStream } from './streams.js';
 import type { DeliverOptions, DeliveryResult, MailboxRef, MailStore, MessageMeta, ReadOptions } from './types.js';
 
 export interface MaildirStoreOptions {
@@ -30,6 +30,12 @@ export interface MaildirStoreOptions {
    * See file-reader.ts for the measurements behind the default.
    */
   readMode?: ReadMode;
+  /**
+   * Write delivered messages in canonical form (CRLF line ends, `S=` equal to `W=`), as Dovecot
+   * does with `mail_save_crlf = yes`, so serving them needs no conversion. Default true; false
+   * writes LF line ends like Postfix. Either kind of file is served.
+   */
+  saveCrlf?: boolean;
 }
 
 type Subdir = 'new' | 'cur';
@@ -245,6 +251,7 @@ export class MaildirStore implements MailStore {
   readonly #fsync: boolean;
   readonly #verify: boolean;
   readonly #mode: ReadMode;
+  readonly #saveCrlf: boolean;
   #sizeComputations = 0;
 
   constructor(options: MaildirStoreOptions) {
@@ -253,6 +260,7 @@ export class MaildirStore implements MailStore {
     this.#fsync = options.fsync ?? true;
     this.#verify = options.verifySizeHints ?? true;
     this.#mode = options.readMode ?? 'sync';
+    this.#saveCrlf = options.saveCrlf ?? true;
   }
 
   /** How many message files were read to compute their sizes (missing or stale hints). */
@@ -305,7 +313,7 @@ export class MaildirStore implements MailStore {
       const base = uniqueBaseName(this.#host);
       tmpPath = join(root, 'tmp', base);
       handle = await open(tmpPath, 'wx', 0o600);
-      const encoder = new LfEncoder();
+      const encoder = this.#saveCrlf ? new CrlfWriter() : new LfEncoder();
       const writer = new BufferedFileWriter(handle);
       await consumeSource(source, signal, async (chunk) => {
         const out = encoder.push(chunk);
@@ -415,6 +423,23 @@ export class MaildirStore implements MailStore {
   }
 }
 
+/** Canonical form on disk: the same counters as LfEncoder, with both sizes equal. */
+class CrlfWriter {
+  readonly #encoder = new CanonicalEncoder();
+  push(chunk: Buffer): Buffer {
+    return this.#encoder.push(chunk);
+  }
+  end(): Buffer {
+    return this.#encoder.end();
+  }
+  get canonicalSize(): number {
+    return this.#encoder.size;
+  }
+  get storedSize(): number {
+    return this.#encoder.size;
+  }
+}
+
 async function listDir(root: string, dir: Subdir, mode: ReadMode): Promise<Candidate[]> {
   let dirents;
   try {
@@ -506,7 +531,9 @@ export class MaildirMaildrop extends LeasedDrop {
     if (file === undefined) {
       throw new StoreError('not-found', `message ${entry.uid} is no longer in the Maildir`, { temporary: false });
     }
-    const stream = messageStream(file, { bodyLines: options.bodyLines, canonicalize: true });
+    // S= equal to W= means no bare LF and a final CRLF: the file is canonical already.
+    const canonicalize = entry.stored !== entry.size;
+    const stream = messageStream(file, { bodyLines: options.bodyLines, canonicalize });
     return options.signal === undefined ? stream : addAbortSignal(options.signal, stream);
   }
 

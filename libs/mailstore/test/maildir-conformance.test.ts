@@ -5,11 +5,12 @@ import { MemoryLockManager } from '@postern/locks';
 import { MaildirStore, maildirPathFromTemplate } from '../src/index.js';
 import { storeConformance } from '../src/conformance.js';
 
-for (const readMode of ['sync', 'async'] as const) {
-  storeConformance(`MaildirStore (${readMode} reads)`, async () => {
+for (const [readMode, saveCrlf] of [['sync', true], ['async', false]] as const) {
+  storeConformance(`MaildirStore (${readMode} reads, ${saveCrlf ? 'CRLF' : 'LF'} on disk)`, async () => {
     const dir = await mkdtemp(join(tmpdir(), 'postern-maildir-'));
     const options = {
       readMode,
+      saveCrlf,
       pathFor: (m: { username: string }) => maildirPathFromTemplate(join(dir, '%d', '%n', 'Maildir'), m.username),
     };
     return {

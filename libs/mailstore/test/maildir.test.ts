@@ -33,9 +33,9 @@ after(async () => {
 });
 
 let counter = 0;
-async function freshMaildir(): Promise<{ root: string; store: MaildirStore; locks: MemoryLockManager }> {
+async function freshMaildir(options: { saveCrlf?: boolean } = {}): Promise<{ root: string; store: MaildirStore; locks: MemoryLockManager }> {
   const root = join(scratch, `box-${++counter}`, 'Maildir');
-  const store = new MaildirStore({ pathFor: () => root, hostname: 'mx.example.org' });
+  const store = new MaildirStore({ pathFor: () => root, hostname: 'mx.example.org', ...options });
   return { root, store, locks: new MemoryLockManager() };
 }
 
@@ -165,8 +165,25 @@ describe('MaildirStore on disk', () => {
     assert.deepEqual(await names(root), ['cur', 'new', 'tmp']);
   });
 
-  test('delivery writes LF line ends to new/ with S= and W= hints', async () => {
-    const { root, store } = await freshMaildir();
+  test('delivery writes the canonical form (CRLF) with S= equal to W=, by default', async () => {
+    const { root, store, locks } = await freshMaildir();
+    const input = latin1('Subject: x\nFrom: a@b\r\n\r\n.dot\nbare\rcr\r\r\nno end');
+    const result = await store.deliver(ALICE, Readable.from([input]));
+    const [name] = await names(join(root, 'new'));
+    const onDisk = await readFile(join(root, 'new', name!));
+    assert.deepEqual(onDisk, canonicalReference(input));
+    assert.match(name!, new RegExp(`,S=${onDisk.length},W=${onDisk.length}$`));
+    assert.equal(result.size, onDisk.length);
+    const lease = (await locks.acquire('alice'))!;
+    const drop = await store.open(ALICE, lease);
+    const chunks: Buffer[] = [];
+    for await (const c of await drop.read(0, { bodyLines: null })) chunks.push(c as Buffer);
+    assert.deepEqual(Buffer.concat(chunks), onDisk);
+    await drop.close();
+  });
+
+  test('with saveCrlf false, delivery writes LF line ends to new/ with S= and W= hints', async () => {
+    const { root, store } = await freshMaildir({ saveCrlf: false });
     const input = latin1('Subject: x\r\nFrom: a@b\r\n\r\nline\r\nbare\rcr\r\r\nno end');
     const result = await store.deliver(ALICE, Readable.from([input]));
     const [name, ...rest] = await names(join(root, 'new'));
@@ -386,7 +403,8 @@ describe('MaildirStore on disk', () => {
     const result = await store.deliver(ALICE, source);
     assert.equal(result.size, expectedSize);
     const [name] = await names(join(root, 'new'));
-    assert.equal((await stat(join(root, 'new', name!))).size, 'Subject: huge\n\n'.length + lines * line.length);
+    // Stored in canonical form (CRLF) by default.
+    assert.equal((await stat(join(root, 'new', name!))).size, expectedSize);
 
     const lease = (await locks.acquire(ALICE.id))!;
     const drop = await store.open(ALICE, lease);

@@ -86,6 +86,7 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
     pathFor: (mailbox) => maildirPathFromTemplate(config.MAILDIR, mailbox.username),
     fsync: config.MAILDIR_FSYNC,
     readMode: config.MAILDIR_READ_MODE,
+    saveCrlf: config.MAILDIR_SAVE_CRLF,
   });
   const locks = options.locks ?? new MemoryLockManager();
 

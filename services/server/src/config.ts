@@ -35,6 +35,7 @@ export const serverSchema = z.object({
   CREDENTIAL_CACHE_TTL_S: integer(0, 86_400).default(60),
   MAILDIR_FSYNC: boolean.default(true),
   MAILDIR_READ_MODE: z.enum(['sync', 'async']).default('sync'),
+  MAILDIR_SAVE_CRLF: boolean.default(true),
   DRAIN_TIMEOUT_MS: integer(0).default(30_000),
   /** POP3 worker processes: a number, or `auto` (one per CPU, at most 8). 1 runs everything in one process. */
   WORKERS: z.union([z.literal('auto'), integer(1, 64)]).default('auto'),
