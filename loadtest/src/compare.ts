@@ -44,6 +44,8 @@ export interface CompareOptions {
   users: number;
   messages: number;
   sizes: string;
+  /** Generate CRLF files (as our own LMTP delivery stores them) instead of LF. */
+  crlf: boolean;
   seed: number;
   concurrency: number;
   durationSeconds: number;
@@ -191,7 +193,7 @@ export async function compare(o: CompareOptions): Promise<CompareResult> {
     } else {
       root = join(scratch, 'mail');
       o.log(`generating ${o.users} users x ${o.messages} messages (${o.sizes}) in ${root}\n`);
-      const gen = generateMail({ root, users: o.users, messages: o.messages, sizes: o.sizes, seed: o.seed });
+      const gen = generateMail({ root, users: o.users, messages: o.messages, sizes: o.sizes, seed: o.seed, lineEnds: o.crlf ? 'crlf' : 'lf' });
       passwdFile = gen.passwdFile;
       accounts = gen.users.map((u) => ({ user: u.user, password: u.password }));
       octets = gen.totalOctets;
@@ -301,6 +303,7 @@ export function formatTable(r: CompareResult): string {
   return (
     `\nData: ${r.data.users} users` +
     (r.data.messages >= 0 ? ` x ${r.data.messages} messages, ${(r.data.crlfOctets / 1e6).toFixed(1)} MB as served` : '') +
+    `, ${o.crlf ? 'CRLF' : 'LF'} line ends on disk` +
     `; workload: ${o.concurrency} concurrent sessions for ${o.durationSeconds} s; ${o.idle} idle sessions; ` +
     `Dovecot tuning ${o.tuning}, auth_cache_size ${o.authCacheSize}\n\n${body}\n`
   );
@@ -313,6 +316,7 @@ export const USAGE = `Usage: npm run bench:compare -w loadtest -- [options]
   --messages M           messages per user (default 20)
   --sizes SPEC           message sizes (default ${DEFAULT_SIZES})
   --seed N               data seed (default 1)
+  --crlf                 generate the tree with CRLF line ends (as our LMTP delivery stores mail)
   --data DIR             use a tree made by mailgen.ts (DIR/passwd, DIR/accounts.txt) instead
   --concurrency C        concurrent sessions (default 16)
   --duration S           seconds of the session workload (default 10)
@@ -330,6 +334,7 @@ async function main(): Promise<number> {
       users: { type: 'string' },
       messages: { type: 'string' },
       sizes: { type: 'string' },
+      crlf: { type: 'boolean' },
       seed: { type: 'string' },
       data: { type: 'string' },
       concurrency: { type: 'string' },
@@ -354,6 +359,7 @@ async function main(): Promise<number> {
     users: intOption('users', v.users, 256, 1),
     messages: intOption('messages', v.messages, 20),
     sizes: v.sizes ?? DEFAULT_SIZES,
+    crlf: v.crlf === true,
     seed: intOption('seed', v.seed, 1),
     concurrency: intOption('concurrency', v.concurrency, 16, 1),
     durationSeconds: numberOption('duration', v.duration, 10),

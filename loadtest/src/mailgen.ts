@@ -194,6 +194,11 @@ export interface MailgenOptions {
   baseTime?: number;
   /** Replace users' Maildirs that already exist. Default false (refuse). */
   force?: boolean;
+  /**
+   * Line ends on disk: `lf` (default, as Postfix writes) or `crlf` (as Postern's own LMTP
+   * delivery and Dovecot with mail_save_crlf write; then S= equals W=).
+   */
+  lineEnds?: 'lf' | 'crlf';
 }
 
 export interface GeneratedUser {
@@ -266,7 +271,7 @@ export function generateMail(opts: MailgenOptions): MailgenResult {
       const size = drawSize(rng, dist);
       const secs = baseTime + k * 61 + u;
       const usecs = Math.floor(rng() * 1_000_000);
-      const msg = buildMessage(rng, size, {
+      const built = buildMessage(rng, size, {
         'Return-Path': '<loadgen@example.test>',
         'Delivered-To': `${user}@example.test`,
         'Message-ID': `<${seed}.${u + 1}.${k + 1}@loadgen.example.test>`,
@@ -278,7 +283,8 @@ export function generateMail(opts: MailgenOptions): MailgenResult {
         'Content-Type': 'text/plain; charset=us-ascii',
         'Content-Transfer-Encoding': '7bit',
       });
-      const crlf = msg.length + countLf(msg);
+      const msg = opts.lineEnds === 'crlf' ? Buffer.from(built.toString('latin1').replaceAll('\n', '\r\n'), 'latin1') : built;
+      const crlf = opts.lineEnds === 'crlf' ? msg.length : msg.length + countLf(msg);
       const base = `${secs}.M${usecs}P${pid}Q${k + 1}.${host},S=${msg.length},W=${crlf}`;
       const file = join(maildir, into, into === 'cur' ? `${base}:2,` : base);
       writeFileSync(file, msg);
@@ -325,6 +331,7 @@ const USAGE = `Usage: tsx loadtest/src/mailgen.ts --root DIR [options]
   --passwd-file F       passwd-file path (default DIR/passwd)
   --into new|cur        deliver into new/ (default) or cur/
   --force               replace existing user Maildirs
+  --crlf                write CRLF line ends (as our LMTP delivery does), S= equal to W=
   --json                print the result as JSON
 `;
 
@@ -341,6 +348,7 @@ async function main(): Promise<void> {
       scheme: { type: 'string' },
       'passwd-file': { type: 'string' },
       into: { type: 'string' },
+      crlf: { type: 'boolean' },
       force: { type: 'boolean' },
       json: { type: 'boolean' },
       help: { type: 'boolean' },
@@ -365,6 +373,7 @@ async function main(): Promise<void> {
     scheme: values.scheme,
     passwdFile: values['passwd-file'],
     into: values.into as 'new' | 'cur' | undefined,
+    lineEnds: values.crlf ? 'crlf' : 'lf',
     force: values.force,
   });
   if (values.json === true) {
