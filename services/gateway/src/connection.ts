@@ -137,7 +137,7 @@ export async function serveConnection(
     if (!opened) return null;
     let body;
     try {
-      body = await opened.maildrop.read(index, { bodyLines, signal });
+      body = await opened.maildrop.read(index, { bodyLines });
     } catch (e) {
       const temporary = (e as { temporary?: boolean }).temporary !== false;
       log.warn({ err: (e as Error).message, index }, 'message read failed');

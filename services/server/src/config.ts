@@ -37,7 +37,7 @@ export const serverSchema = z.object({
   MAILDIR_READ_MODE: z.enum(['sync', 'async']).default('sync'),
   MAILDIR_SAVE_CRLF: boolean.default(true),
   DRAIN_TIMEOUT_MS: integer(0).default(30_000),
-  /** POP3 worker processes: a number, or `auto` (one per CPU, at most 8). 1 runs everything in one process. */
+  /** POP3 worker processes: a number, or `auto` (one per CPU, at most 4). 1 runs everything in one process. */
   WORKERS: z.union([z.literal('auto'), integer(1, 64)]).default('auto'),
 });
 

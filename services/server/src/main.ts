@@ -33,7 +33,7 @@ async function firstRunDemoUser(passwdFile: string): Promise<{ user: string; pas
 }
 
 function workerCount(config: Readonly<ServerConfig>): number {
-  return config.WORKERS === 'auto' ? Math.min(availableParallelism(), 8) : config.WORKERS;
+  return config.WORKERS === 'auto' ? Math.min(availableParallelism(), 4) : config.WORKERS;
 }
 
 function addr(a: { host: string; port: number } | null | undefined): string {
