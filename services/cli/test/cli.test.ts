@@ -137,7 +137,7 @@ describe('postern user', () => {
         ['user', 'add'],
         ['user', 'add', 'alice', 'secret-on-argv'],
         ['user', 'frob', 'x'],
-        ['mailbox', 'list'],
+        ['mailbox', 'frob'],
         ['user', 'add', 'alice', '--scheme', 'MD5'],
         ['user', 'del', 'alice', '--scheme', 'PLAIN'],
         ['user', 'list', '--password', 'x'],
