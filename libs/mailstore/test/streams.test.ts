@@ -50,14 +50,14 @@ function splits(input: Buffer): Buffer[][] {
 
 function runCanonical(chunks: Buffer[]): { bytes: Buffer; size: number } {
   const encoder = new CanonicalEncoder();
-  const parts = chunks.map((c) => Buffer.from(encoder.push(c)));
+  const parts: Buffer[] = chunks.map((c) => Buffer.from(encoder.push(c)));
   parts.push(encoder.end());
   return { bytes: Buffer.concat(parts), size: encoder.size };
 }
 
 function runLf(chunks: Buffer[]): { bytes: Buffer; canonical: number; stored: number } {
   const encoder = new LfEncoder();
-  const parts = chunks.map((c) => Buffer.from(encoder.push(c)));
+  const parts: Buffer[] = chunks.map((c) => Buffer.from(encoder.push(c)));
   parts.push(encoder.end());
   return { bytes: Buffer.concat(parts), canonical: encoder.canonicalSize, stored: encoder.storedSize };
 }

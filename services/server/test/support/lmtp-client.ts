@@ -8,10 +8,17 @@ export interface LmtpReply {
 
 class ReplyReader {
   #buffer = '';
-  #waiters: Array<(r: LmtpReply) => void> = [];
+  #waiters: Array<{ resolve: (r: LmtpReply) => void; reject: (e: Error) => void }> = [];
   #ready: LmtpReply[] = [];
   #lines: string[] = [];
+  #failure: Error | null = null;
   constructor(socket: Socket) {
+    const fail = (e: Error): void => {
+      this.#failure ??= e;
+      for (const w of this.#waiters.splice(0)) w.reject(this.#failure);
+    };
+    socket.on('error', fail);
+    socket.on('close', () => fail(new Error('LMTP connection closed')));
     socket.setEncoding('latin1');
     socket.on('data', (d: string) => {
       this.#buffer += d;
@@ -24,7 +31,7 @@ class ReplyReader {
           const reply = { code: Number(line.slice(0, 3)), text: this.#lines.join('\n') };
           this.#lines = [];
           const w = this.#waiters.shift();
-          if (w) w(reply);
+          if (w) w.resolve(reply);
           else this.#ready.push(reply);
         }
       }
@@ -33,7 +40,8 @@ class ReplyReader {
   next(): Promise<LmtpReply> {
     const r = this.#ready.shift();
     if (r) return Promise.resolve(r);
-    return new Promise((resolve) => this.#waiters.push(resolve));
+    if (this.#failure) return Promise.reject(this.#failure);
+    return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
   }
 }
 
@@ -51,7 +59,18 @@ export interface LmtpResult {
   readonly data: LmtpReply[];
 }
 
-export async function lmtpSend(port: number, from: string, recipients: readonly string[], message: Buffer): Promise<LmtpResult> {
+export interface LmtpSendOptions {
+  /** Send these bytes after DATA verbatim (already stuffed, with the terminating `.` line). */
+  readonly rawData?: Buffer;
+}
+
+export async function lmtpSend(
+  port: number,
+  from: string,
+  recipients: readonly string[],
+  message: Buffer,
+  options: LmtpSendOptions = {},
+): Promise<LmtpResult> {
   const socket = connect({ host: '127.0.0.1', port });
   const reader = new ReplyReader(socket);
   const send = (line: string): Promise<LmtpReply> => {
@@ -74,7 +93,7 @@ export async function lmtpSend(port: number, from: string, recipients: readonly 
     }
     const go = await send('DATA');
     if (go.code !== 354) throw new Error(`DATA: ${go.code} ${go.text}`);
-    socket.write(smtpStuff(message));
+    socket.write(options.rawData ?? smtpStuff(message));
     const data: LmtpReply[] = [];
     for (let i = 0; i < accepted; i++) data.push(await reader.next());
     await send('QUIT');
