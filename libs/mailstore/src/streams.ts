@@ -277,9 +277,8 @@ export class TopLimiter {
   }
 }
 
-/** Transform: input -> canonical form (CRLF line ends, final CRLF added). */
-export function toCanonical(): Transform {
-  const encoder = new CanonicalEncoder();
+/** A Transform around a chunk encoder (`push` per chunk, `end` once). */
+function encoderTransform(encoder: { push(chunk: Buffer): Buffer; end(): Buffer }): Transform {
   return new Transform({
     transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
       const out = encoder.push(chunk);
@@ -292,19 +291,14 @@ export function toCanonical(): Transform {
   });
 }
 
+/** Transform: input -> canonical form (CRLF line ends, final CRLF added). */
+export function toCanonical(): Transform {
+  return encoderTransform(new CanonicalEncoder());
+}
+
 /** Transform: input -> stored LF form (see `LfEncoder`). */
 export function toStoredLf(): Transform {
-  const encoder = new LfEncoder();
-  return new Transform({
-    transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
-      const out = encoder.push(chunk);
-      callback(null, out.length > 0 ? out : undefined);
-    },
-    flush(callback: TransformCallback) {
-      const out = encoder.end();
-      callback(null, out.length > 0 ? out : undefined);
-    },
-  });
+  return encoderTransform(new LfEncoder());
 }
 
 /**
