@@ -36,7 +36,7 @@ if (selected.length === 0) {
 }
 const result = spawnSync(
   process.execPath,
-  ['--conditions=development', '--import', 'tsx', '--test', '--test-concurrency=2', ...selected],
+  ['--conditions=development', '--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=300000', ...selected],
   { cwd: root, stdio: 'inherit' },
 );
 process.exit(result.status ?? 1);

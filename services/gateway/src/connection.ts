@@ -35,6 +35,8 @@ export interface ConnectionInfo {
 export interface SessionHandle {
   /** End the session at its next command boundary with `-ERR [SYS/TEMP]`, committing nothing. */
   shutdown(): void;
+  /** Drop the connection now (a session stuck writing to a client that stopped reading). */
+  destroy(): void;
 }
 
 export function isLoopback(address: string): boolean {
@@ -109,6 +111,7 @@ export async function serveConnection(
       shuttingDown = true;
       source.interrupt();
     },
+    destroy: () => io.destroy(),
   });
 
   const uncork = (): void => {
@@ -127,7 +130,12 @@ export async function serveConnection(
       if (buffer.length >= 16_384) {
         io.write(buffer);
         buffer = '';
-        await drained();
+        // Corked, nothing is written and 'drain' never comes: flush before waiting.
+        if (io.writableNeedDrain) {
+          uncork();
+          await drained();
+          io.cork();
+        }
       }
     }
     io.write(`${buffer}.\r\n`);

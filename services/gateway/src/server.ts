@@ -5,6 +5,9 @@ import { createSecureContext, createServer as createTlsServer, type TLSSocket } 
 import { serveConnection, type ConnectionInfo, type SessionHandle } from './connection.js';
 import type { GatewayDeps, ListenAddress } from './settings.js';
 
+/** After the drain deadline, how long sessions get to notice the shutdown before being dropped. */
+const SHUTDOWN_GRACE_MS = 2_000;
+
 export interface Gateway {
   /** Bound addresses (port 0 in the settings becomes the real port). */
   readonly pop3: ListenAddress | null;
@@ -98,7 +101,13 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
         await Promise.race([Promise.allSettled([...running]), new Promise((r) => setTimeout(r, drainMs).unref())]);
       }
       for (const handle of sessions) handle.shutdown();
+      // A session blocked mid-reply (a client that stopped reading) never reaches a command
+      // boundary: after a short grace, drop what is left. Nothing is committed either way.
+      const grace = setTimeout(() => {
+        for (const handle of sessions) handle.destroy();
+      }, SHUTDOWN_GRACE_MS);
       await Promise.allSettled([...running]);
+      clearTimeout(grace);
     },
   };
 }
