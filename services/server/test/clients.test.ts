@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { listMaildir, uidsOnDisk } from './support/maildir.js';
 import { corpus, deliverAll, stripAddedHeaders, testIdOf, toLf, type TestMessage } from './support/messages.js';
 import { Pop3Client } from './support/pop3-client.js';
-import { requireProgram, runOk } from './support/run.js';
+import { requireProgram, runOk, type RunOptions, type RunResult } from './support/run.js';
 import { assertNoSecretsInLogs, startTestServer, type TestServer } from './support/server.js';
 
 const POPLIB_FETCH = fileURLToPath(new URL('./support/poplib_fetch.py', import.meta.url));
@@ -77,6 +77,15 @@ function nobody(): { uid: number; gid: number } {
 
 describe('real POP3 clients', () => {
   let srv: TestServer;
+  /** A client run; if it fails, the failure also shows the server's last log lines. */
+  async function client(program: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+    try {
+      return await runOk(program, args, { timeoutMs: 30_000, ...options });
+    } catch (e) {
+      (e as Error).message += `\n--- server log (last lines) ---\n${srv.logs.slice(-15).join('\n')}`;
+      throw e;
+    }
+  }
   let work: string;
   let ca: Buffer;
   let uidls: string[];
@@ -145,7 +154,7 @@ describe('real POP3 clients', () => {
         const args = [POPLIB_FETCH, mode, '127.0.0.1', String(port), 'py', USERS.py, out];
         if (mode !== 'plain') args.push(srv.certFile);
         const stls = mode === 'stls' ? srv.waitForLog((r) => r.msg === 'STLS') : null;
-        const { stdout } = await runOk('python3', args);
+        const { stdout } = await client('python3', args);
         const summary = JSON.parse(stdout.toString('utf8')) as { stat: [number, number]; list: string[]; uidl: string[]; capa: string[] };
         assert.deepEqual(summary.stat, [MESSAGES.length, TOTAL]);
         assert.deepEqual(
@@ -170,18 +179,18 @@ describe('real POP3 clients', () => {
 
     it('pop3:// RETR by number returns each message exactly', async () => {
       for (const [i, m] of MESSAGES.entries()) {
-        const { stdout } = await runOk('curl', ['-sS', '-u', user, url(String(i + 1))]);
+        const { stdout } = await client('curl', ['-sS', '-u', user, url(String(i + 1))]);
         assertSameBytes(stdout, m.canonical, `curl RETR ${i + 1} (${m.id})`);
       }
     });
 
     it('pop3:// without a message number lists: LIST sizes', async () => {
-      const { stdout } = await runOk('curl', ['-sS', '-u', user, url('')]);
+      const { stdout } = await client('curl', ['-sS', '-u', user, url('')]);
       assert.equal(stdout.toString('latin1'), MESSAGES.map((m, i) => `${i + 1} ${m.canonical.length}\r\n`).join(''));
     });
 
     it('-X UIDL lists the same UIDLs as every other client', async () => {
-      const { stdout } = await runOk('curl', ['-sS', '-u', user, '-X', 'UIDL', url('')]);
+      const { stdout } = await client('curl', ['-sS', '-u', user, '-X', 'UIDL', url('')]);
       const lines = stdout.toString('latin1').split('\r\n');
       assert.equal(lines.pop(), '');
       // Each maildrop has its own UIDLs, all distinct, numbered 1..n.
@@ -196,19 +205,19 @@ describe('real POP3 clients', () => {
     it("-X 'TOP 1 0' gives the headers and the blank line only; TOP n 2 adds two body lines", async () => {
       for (const [i, m] of MESSAGES.entries()) {
         const headerEnd = m.canonical.indexOf('\r\n\r\n') + 4;
-        const { stdout } = await runOk('curl', ['-sS', '-u', user, '-X', `TOP ${i + 1} 0`, url('')]);
+        const { stdout } = await client('curl', ['-sS', '-u', user, '-X', `TOP ${i + 1} 0`, url('')]);
         assertSameBytes(stdout, m.canonical.subarray(0, headerEnd), `TOP ${i + 1} 0 (${m.id})`);
       }
       const dots = MESSAGES[0] as TestMessage;
       const headerEnd = dots.canonical.indexOf('\r\n\r\n') + 4;
       const twoLines = dots.canonical.indexOf('\r\n', dots.canonical.indexOf('\r\n', headerEnd) + 2) + 2;
-      const { stdout } = await runOk('curl', ['-sS', '-u', user, '-X', 'TOP 1 2', url('')]);
+      const { stdout } = await client('curl', ['-sS', '-u', user, '-X', 'TOP 1 2', url('')]);
       assertSameBytes(stdout, dots.canonical.subarray(0, twoLines), 'TOP 1 2');
     });
 
     it('pop3s:// with --cacert (implicit TLS) returns the exact bytes', async () => {
       for (const [i, m] of MESSAGES.entries()) {
-        const { stdout } = await runOk('curl', ['-sS', '--cacert', srv.certFile, '-u', user, url(String(i + 1), 'pop3s', srv.pop3sPort)]);
+        const { stdout } = await client('curl', ['-sS', '--cacert', srv.certFile, '-u', user, url(String(i + 1), 'pop3s', srv.pop3sPort)]);
         assertSameBytes(stdout, m.canonical, `pop3s RETR ${i + 1} (${m.id})`);
       }
     });
@@ -216,11 +225,11 @@ describe('real POP3 clients', () => {
     it('--ssl-reqd pop3:// upgrades with STLS and returns the exact bytes', async () => {
       const stls = srv.waitForLog((r) => r.msg === 'STLS');
       const big = MESSAGES.findIndex((m) => m.id === 'big');
-      const { stdout } = await runOk('curl', ['-sS', '--ssl-reqd', '--cacert', srv.certFile, '-u', user, url(String(big + 1))]);
+      const { stdout } = await client('curl', ['-sS', '--ssl-reqd', '--cacert', srv.certFile, '-u', user, url(String(big + 1))]);
       assertSameBytes(stdout, (MESSAGES[big] as TestMessage).canonical, 'STLS RETR big');
       await stls;
       // Without a trusted certificate curl refuses to go on.
-      const untrusted = await runOk('curl', ['-sS', '--ssl-reqd', '-u', user, url('1')]).then(
+      const untrusted = await client('curl', ['-sS', '--ssl-reqd', '-u', user, url('1')]).then(
         () => 'ok',
         (e: Error) => e.message,
       );
@@ -234,7 +243,7 @@ describe('real POP3 clients', () => {
     ] as const) {
       it(`--login-options ${option} logs in with ${mechanism}`, async () => {
         const login = srv.waitForLog((r) => r.msg === 'login' && r.user === 'curl');
-        const { stdout } = await runOk('curl', ['-sS', '--login-options', option, '-u', user, url('2')]);
+        const { stdout } = await client('curl', ['-sS', '--login-options', option, '-u', user, url('2')]);
         assertSameBytes(stdout, (MESSAGES[1] as TestMessage).canonical, `${mechanism} RETR 2`);
         assert.equal((await login).mechanism, mechanism);
       });
@@ -269,7 +278,7 @@ describe('real POP3 clients', () => {
         ].join('\n'),
         { mode: 0o600 },
       );
-      await runOk('fetchmail', ['-f', rc, '--nosyslog', '--idfile', join(home, 'ids'), '--pidfile', join(home, 'pid')], {
+      await client('fetchmail', ['-f', rc, '--nosyslog', '--idfile', join(home, 'ids'), '--pidfile', join(home, 'pid')], {
         env: { HOME: home, FETCHMAILHOME: home },
       });
       return out;
@@ -319,7 +328,7 @@ describe('real POP3 clients', () => {
     async function mpop(label: string, options: readonly string[]): Promise<string> {
       const maildir = await fresh(`mpop-${label}`);
       for (const sub of ['new', 'cur', 'tmp']) await mkdir(join(maildir, sub));
-      await runOk(
+      await client(
         'mpop',
         [
           '--host=127.0.0.1',
@@ -423,7 +432,7 @@ describe('real POP3 clients', () => {
       );
       const state = join(dir, 'state');
       await mkdir(state);
-      await runOk('getmail', ['--getmaildir', state, '--rcfile', rc], { env: { HOME: dir } });
+      await client('getmail', ['--getmaildir', state, '--rcfile', rc], { env: { HOME: dir } });
       return join(maildir, 'new');
     }
 

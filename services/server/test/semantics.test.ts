@@ -2,6 +2,8 @@
 // QUIT and a dropped connection do to the Maildir on disk; one session per maildrop; UIDLs that
 // survive sessions and restarts; a session's snapshot; pipelined sessions.
 import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { lmtpSend } from './support/lmtp-client.js';
 import { uidsOnDisk } from './support/maildir.js';
@@ -10,7 +12,7 @@ import { Pop3Client } from './support/pop3-client.js';
 import { assertNoSecretsInLogs, startTestServer, type TestServer } from './support/server.js';
 
 const USERS: Record<string, string> = {};
-for (const u of ['deleter', 'resetter', 'dropper', 'shared', 'stable', 'snapshot', 'numbers', 'pipe', 'repeat']) USERS[u] = `${u}-pw-${u.length}`;
+for (const u of ['deleter', 'resetter', 'dropper', 'shared', 'stable', 'snapshot', 'numbers', 'bulk', 'pipe', 'repeat']) USERS[u] = `${u}-pw-${u.length}`;
 const pw = (user: string): string => USERS[user] as string;
 
 /** Delivers to one user and returns the UIDs the 250 replies named, in order. */
@@ -193,6 +195,45 @@ describe('POP3 semantics', () => {
     assert.match(await c.command('LIST 2'), /^\+OK 2 \d+$/);
     await c.command('RSET');
     await c.quit();
+  });
+
+  it('a maildrop of 2000 messages put in the Maildir by another agent: STAT, LIST, UIDL (20 KB and more each) and RETR complete', { timeout: 30_000 }, async () => {
+    // As Postfix or Dovecot would leave them: LF line ends, no size hints, some seen ones in cur/.
+    const root = srv.maildir('bulk');
+    for (const sub of ['new', 'cur', 'tmp']) await mkdir(join(root, sub), { recursive: true });
+    const count = 2000;
+    const bases: string[] = [];
+    const texts: string[] = [];
+    const writes: Promise<void>[] = [];
+    for (let i = 0; i < count; i++) {
+      const base = `${1_700_000_000 + i}.M${100_000 + i}P4242.mta.example`;
+      const text = `From: sender@example.com\nSubject: bulk ${i}\n\n${i % 7 === 0 ? '.' : ''}line ${i}\n`;
+      bases.push(base);
+      texts.push(text);
+      const name = i % 10 === 0 ? join('cur', `${base}:2,S`) : join('new', base);
+      writes.push(writeFile(join(root, name), text));
+      if (writes.length === 100) await Promise.all(writes.splice(0));
+    }
+    await Promise.all(writes);
+    const canonical = texts.map((t) => Buffer.from(t.replaceAll('\n', '\r\n'), 'latin1'));
+    const c = await session(srv, 'bulk');
+    try {
+      const total = canonical.reduce((n, b) => n + b.length, 0);
+      assert.equal(await c.command('STAT'), `+OK ${count} ${total}`);
+      // Pipelined: both listings are larger than a socket's write buffer.
+      c.write('LIST\r\nUIDL\r\n');
+      const list = await c.readMulti();
+      const uidl = await c.readMulti();
+      assert.equal(list.body.toString('latin1'), canonical.map((b, i) => `${i + 1} ${b.length}\r\n`).join(''));
+      assert.equal(uidl.body.toString('latin1'), bases.map((b, i) => `${i + 1} ${b}\r\n`).join(''));
+      for (const n of [1, 2, 1234, count]) {
+        assert.ok((await c.multi(`RETR ${n}`)).body.equals(canonical[n - 1] as Buffer), `RETR ${n}`);
+      }
+      assert.equal(await c.quit(), `+OK Postern signing off (${count} messages left).`);
+    } finally {
+      // On a timeout, end the stuck session so the server can stop.
+      c.destroy();
+    }
   });
 
   describe('pipelining', () => {
