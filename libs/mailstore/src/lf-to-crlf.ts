@@ -32,11 +32,14 @@ interface Exports {
 }
 
 let exports: Exports | null = null;
+/** A view of the module's memory (fixed size: it never grows, so the view stays valid). */
+let memory: Uint8Array = new Uint8Array(0);
 
 function instance(): Exports {
   if (exports === null) {
     const module = new WebAssembly.Module(Buffer.from(LF_TO_CRLF_WASM, 'base64'));
     exports = new WebAssembly.Instance(module).exports as unknown as Exports;
+    memory = new Uint8Array(exports.memory.buffer);
   }
   return exports;
 }
@@ -45,10 +48,10 @@ function instance(): Exports {
 export function lfToCrlf(chunk: Buffer): Buffer {
   const wasm = instance();
   if (chunk.length <= MAX_INPUT) {
-    new Uint8Array(wasm.memory.buffer).set(chunk, 0);
+    memory.set(chunk, 0);
     const n = wasm.lfToCrlf(0, chunk.length, OUTPUT_AT);
-    // slice() copies out of the module's memory, which the next call overwrites.
-    return Buffer.from(wasm.memory.buffer.slice(OUTPUT_AT, OUTPUT_AT + n));
+    // Copy out of the module's memory, which the next call overwrites.
+    return Buffer.from(memory.subarray(OUTPUT_AT, OUTPUT_AT + n));
   }
   const parts: Buffer[] = [];
   for (let at = 0; at < chunk.length; at += MAX_INPUT) parts.push(lfToCrlf(chunk.subarray(at, at + MAX_INPUT)));
