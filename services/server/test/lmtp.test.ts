@@ -255,3 +255,28 @@ describe('LMTP intake', () => {
     assertNoSecretsInLogs(srv.logs, Object.values(USERS));
   });
 });
+
+describe('LMTP intake when the store fails', () => {
+  it('answers 451 4.3.0 for that recipient, 250 for the others, and stores nothing half-done', async () => {
+    const { mkdir, writeFile } = await import('node:fs/promises');
+    const srv = await startTestServer({ users: { alice: 'a-pw', bob: 'b-pw' } });
+    try {
+      // bob's Maildir path runs through a regular file: every write under it fails (ENOTDIR),
+      // whoever the tests run as.
+      await mkdir(join(srv.dataDir, 'mail'), { recursive: true });
+      await writeFile(join(srv.dataDir, 'mail', 'bob'), 'not a directory');
+      const message = simpleMessage('store-failure');
+      const r = await lmtpSend(srv.lmtpPort, 'sender@example.com', [address('alice'), address('bob')], message.delivered);
+      assert.deepEqual(r.rcpt.map((x) => x.code), [250, 250]);
+      assert.equal(r.data.length, 2);
+      assert.equal(r.data[0]!.code, 250);
+      assert.equal(r.data[1]!.code, 451);
+      assert.match(r.data[1]!.text, /^4\.3\.0 /);
+      assert.equal((await uidsOnDisk(srv.maildir('alice'))).length, 1);
+      // Nothing left in alice's tmp/ either: the failure was bob's alone.
+      assert.deepEqual(await readdir(join(srv.maildir('alice'), 'tmp')), []);
+    } finally {
+      await srv.stop();
+    }
+  });
+});
