@@ -10,6 +10,7 @@ have getmail || need+=(getmail6)
 have doveadm || need+=(dovecot-core)
 [ -x /usr/sbin/dovecot ] && [ -e /usr/lib/dovecot/pop3 ] || need+=(dovecot-pop3d)
 have openssl || need+=(openssl)
+have promtool || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

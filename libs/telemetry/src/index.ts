@@ -27,3 +27,4 @@ export function createLogger(options: LoggerOptions): Logger {
     options.destination ?? pino.destination({ sync: false }),
   );
 }
+export { Metrics, METRICS_CONTENT_TYPE, exposeToClusterPrimary, clusterMetricsText, type MetricsOptions, type SessionState } from './metrics.js';

@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession, type SMTPServerDataResult } from 'smtp-server';
 import type { Account, AccountBackend } from '@postern/accounts';
 import type { MailStore } from '@postern/mailstore';
-import type { Logger } from '@postern/telemetry';
+import { Metrics, type Logger } from '@postern/telemetry';
 
 export interface ListenAddress {
   readonly host: string;
@@ -35,6 +35,7 @@ export interface IntakeDeps {
   readonly accounts: AccountBackend;
   readonly store: MailStore;
   readonly logger: Logger;
+  readonly metrics: Metrics;
 }
 
 export interface Intake {
@@ -56,17 +57,26 @@ export async function startLmtp(deps: IntakeDeps): Promise<Intake> {
     const log = logger.child({ session: session.id, ip: session.remoteAddress });
     const store = (mailboxIndex: number, source: Readable): Promise<SMTPServerDataResult> => {
       const account = accounts[mailboxIndex] as Account;
+      const started = process.hrtime.bigint();
+      const { metrics } = deps;
       return deps.store
         // The canonical size is never below the octets received, so whatever smtp-server refuses
         // as too big (rejectOversized) is refused here too, before anything is stored.
         .deliver({ id: account.mailboxId, username: account.username }, source, { maxSize: settings.maxMessageSize })
         .then(
           (r) => {
+            metrics.deliveries.inc({ protocol: 'lmtp', result: 'accepted' });
+            metrics.deliveryOctets.inc({ protocol: 'lmtp' }, r.size);
+            metrics.deliveryDuration.observe({ protocol: 'lmtp' }, Metrics.since(started));
             log.info({ user: account.username, uid: r.uid, size: r.size }, 'delivered');
             return `Ok: delivered to ${account.username} as ${r.uid}`;
           },
           (e: Error & { code?: string }) => {
-            if (e.code === 'too-large') return reply(552, 'Message too big');
+            if (e.code === 'too-large') {
+              metrics.deliveries.inc({ protocol: 'lmtp', result: 'too_large' });
+              return reply(552, 'Message too big');
+            }
+            metrics.deliveries.inc({ protocol: 'lmtp', result: 'failed' });
             log.warn({ user: account.username, err: e.message }, 'delivery failed');
             return reply(451, 'Local error in processing, try again later');
           },
@@ -114,6 +124,7 @@ export async function startLmtp(deps: IntakeDeps): Promise<Intake> {
       deps.accounts.lookup(address.address).then(
         (account) => {
           if (!account) {
+            deps.metrics.deliveries.inc({ protocol: 'lmtp', result: 'unknown_recipient' });
             callback(reply(550, `<${address.address}>: User unknown`));
             return;
           }

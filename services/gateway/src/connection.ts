@@ -20,7 +20,7 @@ import {
   type SessionInput,
   type SessionState,
 } from '@postern/pop3-protocol';
-import type { Logger } from '@postern/telemetry';
+import { Metrics, type Logger, type SessionState as MetricState } from '@postern/telemetry';
 import { LineSource, type Pulled } from './line-source.js';
 import { performLogin, type OpenedMaildrop } from './login.js';
 import type { GatewayDeps, PlaintextAuthPolicy } from './settings.js';
@@ -49,6 +49,16 @@ export function plaintextAllowed(policy: PlaintextAuthPolicy, secure: boolean, r
   if (secure || policy === 'always') return true;
   if (policy === 'never') return false;
   return isLoopback(remoteAddress);
+}
+
+const COMMANDS = new Set(['USER', 'PASS', 'APOP', 'AUTH', 'STLS', 'CAPA', 'STAT', 'LIST', 'UIDL', 'RETR', 'TOP', 'DELE', 'NOOP', 'RSET', 'QUIT']);
+
+/** A bounded metric label for a command line: its keyword, `AUTH` for SASL responses, else `unknown`. */
+export function commandLabel(line: string, saslResponse: boolean): string {
+  if (saslResponse) return 'AUTH';
+  const space = line.indexOf(' ');
+  const keyword = (space === -1 ? line : line.slice(0, space)).toUpperCase();
+  return COMMANDS.has(keyword) ? keyword : 'unknown';
 }
 
 export interface SessionSummary {
@@ -103,6 +113,11 @@ export async function serveConnection(
   let opened = null as OpenedMaildrop | null;
   let committed = false;
   let shuttingDown = false;
+  const { metrics } = deps;
+  const storeKind = deps.store.kind;
+  let metricState: MetricState = 'authorization';
+  metrics.sessionsActive.inc({ state: metricState });
+  const startedAt = process.hrtime.bigint();
   const summary: SessionSummary = { user: null, commands: 0, retrieved: 0, retrievedOctets: 0, deleted: 0, result: 'disconnected' };
   const source = new LineSource(settings.maxSaslLineLength - 2);
   source.attach(socket);
@@ -144,9 +159,12 @@ export async function serveConnection(
   async function sendMessage(index: number, bodyLines: number | null): Promise<SessionInput | null> {
     if (!opened) return null;
     let body;
+    const reading = process.hrtime.bigint();
     try {
       body = await opened.maildrop.read(index, { bodyLines });
+      metrics.storeDuration.observe({ backend: storeKind, operation: 'read', result: 'ok' }, Metrics.since(reading));
     } catch (e) {
+      metrics.storeDuration.observe({ backend: storeKind, operation: 'read', result: 'error' }, Metrics.since(reading));
       const temporary = (e as { temporary?: boolean }).temporary !== false;
       log.warn({ err: (e as Error).message, index }, 'message read failed');
       io.write(temporary ? '-ERR [SYS/TEMP] Message temporarily unavailable.\r\n' : '-ERR Message no longer available.\r\n');
@@ -178,6 +196,8 @@ export async function serveConnection(
     if (bodyLines === null) {
       summary.retrieved += 1;
       summary.retrievedOctets += octets;
+      metrics.messagesRetrieved.inc();
+      metrics.retrievedOctets.inc(octets);
     }
     return null;
   }
@@ -195,7 +215,18 @@ export async function serveConnection(
           { accounts: deps.accounts, locks: deps.locks, store: deps.store, apopTimestamp, signal },
           effect.credentials,
         );
+        const authResult = outcome.result.ok ? 'ok' : outcome.result.code === 'AUTH' ? 'invalid' : outcome.lock === null ? 'temporary' : outcome.lock === 'conflict' ? 'in_use' : 'error';
+        metrics.authAttempts.inc({ backend: outcome.backend, mechanism: effect.mechanism, result: authResult });
+        metrics.authDuration.observe({ backend: outcome.backend }, outcome.authSeconds);
+        if (outcome.lock !== null) metrics.lockAcquisitions.inc({ result: outcome.lock });
+        if (outcome.openSeconds !== null) {
+          const result = outcome.opened ? 'ok' : 'error';
+          metrics.storeDuration.observe({ backend: storeKind, operation: 'open', result }, outcome.openSeconds);
+        }
         if (outcome.opened) {
+          metrics.sessionsActive.dec({ state: metricState });
+          metricState = 'transaction';
+          metrics.sessionsActive.inc({ state: metricState });
           opened = outcome.opened;
           summary.user = outcome.username;
           opened.lease.signal.addEventListener('abort', () => source.interrupt(), { once: true });
@@ -219,12 +250,18 @@ export async function serveConnection(
         source.detach();
         const tlsSocket = new TLSSocket(socket, { isServer: true, secureContext });
         tlsSocket.on('error', (e) => log.debug({ err: e.message }, 'tls error'));
-        await Promise.race([
-          once(tlsSocket, 'secure', { signal }),
-          sleep(settings.tlsHandshakeTimeoutMs, undefined, { signal }).then(() => {
-            throw new Error('TLS handshake timed out');
-          }),
-        ]);
+        try {
+          await Promise.race([
+            once(tlsSocket, 'secure', { signal }),
+            sleep(settings.tlsHandshakeTimeoutMs, undefined, { signal }).then(() => {
+              throw new Error('TLS handshake timed out');
+            }),
+          ]);
+        } catch (e) {
+          metrics.tlsHandshakes.inc({ listener: 'stls', result: 'failed' });
+          throw e;
+        }
+        metrics.tlsHandshakes.inc({ listener: 'stls', result: 'ok' });
         io = tlsSocket;
         source.attach(tlsSocket);
         log.debug({ protocol: tlsSocket.getProtocol() }, 'STLS');
@@ -232,12 +269,16 @@ export async function serveConnection(
       }
       case 'commit': {
         if (!opened) return { type: 'commit-result', ok: true };
+        const committing = process.hrtime.bigint();
         try {
           await opened.maildrop.commit(effect.deleted);
+          metrics.storeDuration.observe({ backend: storeKind, operation: 'commit', result: 'ok' }, Metrics.since(committing));
           committed = true;
           summary.deleted = effect.deleted.length;
+          metrics.messagesDeleted.inc(effect.deleted.length);
           return { type: 'commit-result', ok: true };
         } catch (e) {
+          metrics.storeDuration.observe({ backend: storeKind, operation: 'commit', result: 'error' }, Metrics.since(committing));
           log.warn({ err: (e as Error).message }, 'commit failed');
           return { type: 'commit-result', ok: false };
         }
@@ -281,6 +322,7 @@ export async function serveConnection(
       case 'interrupt':
         if (opened && !opened.lease.held()) {
           summary.result = 'lock lost';
+          metrics.leaseLosses.inc();
           return { type: 'abort', code: 'SYS/TEMP', text: 'Maildrop lock lost, try again.' };
         }
         if (shuttingDown) {
@@ -304,13 +346,22 @@ export async function serveConnection(
       const input = toInput(pulled);
       if (!input) continue;
       io.cork();
-      await apply(input);
+      if (input.type === 'line') {
+        const label = commandLabel(input.line, state.phase === 'authorization' && state.sasl !== null);
+        const begun = process.hrtime.bigint();
+        await apply(input);
+        metrics.commandDuration.observe({ command: label }, Metrics.since(begun));
+      } else {
+        await apply(input);
+      }
     }
     if (state.phase === 'closed' && summary.result === 'disconnected') summary.result = committed ? 'logout' : 'closed';
   } catch (e) {
     if (!signal.aborted) log.warn({ err: (e as Error).message }, 'session error');
     summary.result = 'error';
   } finally {
+    metrics.sessionsActive.dec({ state: metricState });
+    metrics.sessionDuration.observe(Metrics.since(startedAt));
     unregister();
     source.detach();
     uncork();

@@ -16,6 +16,13 @@ export interface LoginOutcome {
   /** Log-only detail: why it failed, which backend said so. */
   readonly reason: string;
   readonly username: string;
+  /** Which backend answered, and how long verification took (for metrics). */
+  readonly backend: string;
+  readonly authSeconds: number;
+  /** The lock attempt, when verification succeeded. */
+  readonly lock: 'acquired' | 'conflict' | 'error' | null;
+  /** Seconds spent opening the maildrop, when it was tried. */
+  readonly openSeconds: number | null;
 }
 
 export interface LoginContext {
@@ -40,44 +47,60 @@ async function verify(ctx: LoginContext, credentials: Credentials): Promise<Auth
   );
 }
 
+const seconds = (start: bigint): number => Number(process.hrtime.bigint() - start) / 1e9;
+
 export async function performLogin(ctx: LoginContext, credentials: Credentials): Promise<LoginOutcome> {
   const username = credentials.username;
+  const base = { username, backend: ctx.accounts.name, lock: null, openSeconds: null } as const;
+  const started = process.hrtime.bigint();
   let auth: AuthResult;
   try {
     auth = await verify(ctx, credentials);
   } catch (e) {
-    return { result: { ok: false, code: 'SYS/TEMP' }, opened: null, reason: `auth backend error: ${(e as Error).message}`, username };
+    const reason = `auth backend error: ${(e as Error).message}`;
+    return { ...base, result: { ok: false, code: 'SYS/TEMP' }, opened: null, reason, authSeconds: seconds(started) };
   }
+  const authSeconds = seconds(started);
   if (!auth.ok) {
     const code = auth.failure === 'temporary' ? 'SYS/TEMP' : 'AUTH';
-    return { result: { ok: false, code }, opened: null, reason: `${auth.failure}: ${auth.reason}`, username };
+    return { ...base, result: { ok: false, code }, opened: null, reason: `${auth.failure}: ${auth.reason}`, authSeconds };
   }
   const account = auth.account;
+  const known = { ...base, backend: account.backend, authSeconds };
   let lease: Lease | null;
   try {
     lease = await ctx.locks.acquire(`maildrop:${account.mailboxId}`);
   } catch (e) {
-    return { result: { ok: false, code: 'SYS/TEMP' }, opened: null, reason: `lock backend error: ${(e as Error).message}`, username };
+    const reason = `lock backend error: ${(e as Error).message}`;
+    return { ...known, result: { ok: false, code: 'SYS/TEMP' }, opened: null, reason, lock: 'error' };
   }
   if (lease === null) {
-    return { result: { ok: false, code: 'IN-USE' }, opened: null, reason: 'maildrop locked by another session', username };
+    const reason = 'maildrop locked by another session';
+    return { ...known, result: { ok: false, code: 'IN-USE' }, opened: null, reason, lock: 'conflict' };
   }
+  const opening = process.hrtime.bigint();
   try {
     const maildrop = await ctx.store.open({ id: account.mailboxId, username: account.username }, lease, ctx.signal);
     return {
+      ...known,
       result: { ok: true, messages: maildrop.messages },
       opened: { account, lease, maildrop },
       reason: 'ok',
       username: account.username,
+      lock: 'acquired',
+      openSeconds: seconds(opening),
     };
   } catch (e) {
+    const openSeconds = seconds(opening);
     await lease.release().catch(() => undefined);
     const temporary = (e as { temporary?: boolean }).temporary !== false;
     return {
+      ...known,
       result: { ok: false, code: temporary ? 'SYS/TEMP' : 'SYS/PERM' },
       opened: null,
       reason: `store error: ${(e as Error).message}`,
-      username,
+      lock: 'acquired',
+      openSeconds,
     };
   }
 }

@@ -45,13 +45,17 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     const remoteAddress = socket.remoteAddress ?? 'unknown';
     const info: ConnectionInfo = { remoteAddress, remotePort: socket.remotePort ?? 0, secure };
     const fromIp = perIp.get(remoteAddress) ?? 0;
+    const listener = secure ? 'pop3s' : 'pop3';
     if (connections >= settings.maxConnections || fromIp >= settings.maxConnectionsPerIp) {
       const which = connections >= settings.maxConnections ? 'total' : 'per-ip';
+      deps.metrics.connections.inc({ listener, result: `refused_${which === 'total' ? 'total_limit' : 'ip_limit'}` });
       logger.warn({ ip: remoteAddress, limit: which }, 'connection refused: limit reached');
       socket.on('error', () => undefined);
       socket.end('-ERR [SYS/TEMP] Too many connections, try again later.\r\n');
       return;
     }
+    deps.metrics.connections.inc({ listener, result: 'accepted' });
+    if (secure) deps.metrics.tlsHandshakes.inc({ listener: 'pop3s', result: 'ok' });
     connections += 1;
     perIp.set(remoteAddress, fromIp + 1);
     const done = serveConnection(socket, info, deps, stlsContext, register)
@@ -83,6 +87,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
       (socket) => accept(socket, true),
     );
     server.on('tlsClientError', (e, socket) => {
+      deps.metrics.tlsHandshakes.inc({ listener: 'pop3s', result: 'failed' });
       logger.debug({ err: e.message, ip: socket.remoteAddress }, 'TLS handshake failed');
     });
     await listen(server, settings.pop3s);

@@ -3,7 +3,7 @@ import type { AccountBackend } from '@postern/accounts';
 import type { LockManager } from '@postern/locks';
 import type { MailStore } from '@postern/mailstore';
 import type { SaslMechanism } from '@postern/pop3-protocol';
-import type { Logger } from '@postern/telemetry';
+import type { Logger, Metrics } from '@postern/telemetry';
 
 export type PlaintextAuthPolicy = 'loopback' | 'always' | 'never';
 
@@ -48,6 +48,7 @@ export interface GatewayDeps {
   readonly store: MailStore;
   readonly locks: LockManager;
   readonly logger: Logger;
+  readonly metrics: Metrics;
 }
 
 export const DEFAULT_GATEWAY_SETTINGS: Omit<GatewaySettings, 'pop3' | 'pop3s' | 'tls'> = {

@@ -1,17 +1,23 @@
-/** Admin HTTP listener: /healthz (alive) and /readyz (serving, not draining). Metrics come later. */
+/** Admin HTTP listener: /healthz (alive), /readyz (serving, not draining), /metrics (Prometheus). */
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { ListenAddress } from '@postern/gateway';
+import { METRICS_CONTENT_TYPE } from '@postern/telemetry';
 
 export interface AdminServer {
   readonly address: ListenAddress;
   close(): Promise<void>;
 }
 
-export async function startAdmin(listen: ListenAddress, ready: () => boolean): Promise<AdminServer> {
+export async function startAdmin(listen: ListenAddress, ready: () => boolean, metrics: () => Promise<string>): Promise<AdminServer> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
-    if (path === '/healthz') {
+    if (path === '/metrics') {
+      metrics().then(
+        (text) => res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE }).end(text),
+        (e: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics unavailable: ${e.message}\n`),
+      );
+    } else if (path === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/readyz') {
       const ok = ready();

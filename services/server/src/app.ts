@@ -7,7 +7,7 @@ import { DEFAULT_GATEWAY_SETTINGS, startGateway, type Gateway, type GatewaySetti
 import { startLmtp, type Intake } from '@postern/delivery';
 import { MemoryLockManager, type LockManager } from '@postern/locks';
 import { MaildirStore, maildirPathFromTemplate } from '@postern/mailstore';
-import type { Logger } from '@postern/telemetry';
+import { Metrics, type Logger } from '@postern/telemetry';
 import { startAdmin, type AdminServer } from './admin.js';
 import type { ServerConfig } from './config.js';
 import { ensureTlsFiles, loadTlsOptions } from './tls.js';
@@ -17,6 +17,7 @@ export interface RunningServer {
   readonly intake: Intake | null;
   readonly admin: AdminServer | null;
   readonly accounts: AccountBackend;
+  readonly metrics: Metrics;
   /** Stop accepting, drain sessions up to `drainMs`, then stop everything. */
   stop(drainMs?: number): Promise<void>;
 }
@@ -31,6 +32,8 @@ export interface StartOptions {
   readonly locks?: LockManager;
   /** Readiness beyond "not draining" (the primary: at least one worker is up). */
   readonly ready?: () => boolean;
+  /** What /metrics serves; default this process's metrics (the primary: all workers' too). */
+  readonly metricsText?: (own: Metrics) => () => Promise<string>;
 }
 
 async function openAccounts(config: Readonly<ServerConfig>, logger: Logger): Promise<AccountBackend> {
@@ -89,6 +92,8 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
     saveCrlf: config.MAILDIR_SAVE_CRLF,
   });
   const locks = options.locks ?? new MemoryLockManager();
+  // The primary of a multi-process node reports process metrics through its workers' sum only.
+  const metrics = new Metrics({ processMetrics: role !== 'intake', withoutDelivery: role === 'pop3' });
 
   let gateway: Gateway | null = null;
   let intake: Intake | null = null;
@@ -96,7 +101,7 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
   let draining = false;
   try {
     if (role !== 'intake') {
-      gateway = await startGateway({ settings: gatewaySettings(config, tls), accounts, store, locks, logger });
+      gateway = await startGateway({ settings: gatewaySettings(config, tls), accounts, store, locks, logger, metrics });
     }
     if (role !== 'pop3' && config.LMTP_LISTEN) {
       intake = await startLmtp({
@@ -110,11 +115,13 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
         accounts,
         store,
         logger,
+        metrics,
       });
     }
     if (role !== 'pop3' && config.ADMIN_LISTEN) {
       const ready = options.ready ?? (() => true);
-      admin = await startAdmin(config.ADMIN_LISTEN, () => !draining && ready());
+      const text = options.metricsText?.(metrics) ?? (() => metrics.text());
+      admin = await startAdmin(config.ADMIN_LISTEN, () => !draining && ready(), text);
     }
   } catch (e) {
     await gateway?.close(0);
@@ -128,6 +135,7 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
     intake,
     admin,
     accounts,
+    metrics,
     async stop(drainMs = 0) {
       draining = true;
       await Promise.all([gateway?.close(drainMs), intake?.close()]);

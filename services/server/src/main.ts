@@ -15,7 +15,7 @@ import { dirname } from 'node:path';
 import { hashPassword } from '@postern/accounts';
 import { ConfigError } from '@postern/config';
 import { IpcLockManager, LockTable, serveLocks } from '@postern/locks';
-import { createLogger, type Logger } from '@postern/telemetry';
+import { clusterMetricsText, createLogger, exposeToClusterPrimary, type Logger } from '@postern/telemetry';
 import { prepareTls, startServer, type RunningServer } from './app.js';
 import { loadServerConfig, type ServerConfig } from './config.js';
 
@@ -114,7 +114,11 @@ async function runPrimary(config: Readonly<ServerConfig>, logger: Logger, count:
     });
   };
 
-  const server: RunningServer = await startServer(config, logger, { role: 'intake', ready: () => online.size > 0 });
+  const server: RunningServer = await startServer(config, logger, {
+    role: 'intake',
+    ready: () => online.size > 0,
+    metricsText: clusterMetricsText,
+  });
   for (let i = 0; i < count; i++) fork();
   announce(config, count, demo);
   onStopSignals(logger, async (signal) => {
@@ -132,6 +136,7 @@ async function runPrimary(config: Readonly<ServerConfig>, logger: Logger, count:
 async function runWorker(config: Readonly<ServerConfig>, logger: Logger): Promise<void> {
   const locks = new IpcLockManager(process as unknown as Parameters<typeof serveLocks>[2]);
   const server = await startServer(config, logger, { role: 'pop3', locks });
+  exposeToClusterPrimary(server.metrics);
   let stopping = false;
   const stop = async (): Promise<void> => {
     if (stopping) return;

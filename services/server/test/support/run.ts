@@ -12,6 +12,7 @@ export const PACKAGES: Readonly<Record<string, string>> = {
   python3: 'python3',
   openssl: 'openssl',
   doveadm: 'dovecot-core',
+  promtool: 'prometheus',
 };
 
 /** The program's path on PATH; throws naming the package to install when it is missing. */

@@ -1,0 +1,173 @@
+/**
+ * Prometheus metrics (prom-client). The only module that imports prom-client; services get a
+ * `Metrics` object and call its typed members. No per-user labels: label values are small fixed
+ * sets (command names, results, backends, listeners).
+ */
+import client from 'prom-client';
+
+export const METRICS_CONTENT_TYPE = client.Registry.PROMETHEUS_CONTENT_TYPE;
+
+const NS = 'postern';
+
+/** Seconds: 100 µs to 30 s, for commands, logins and store operations. */
+const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+/** Seconds: a session lasts from milliseconds (an empty poll) to the idle timeout. */
+const SESSION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900];
+
+export type SessionState = 'authorization' | 'transaction';
+
+export interface MetricsOptions {
+  /** Node process metrics (event-loop lag, heap, CPU, file descriptors). Default true. */
+  readonly processMetrics?: boolean;
+  /** Leave out the delivery metrics (a POP3-only worker, whose primary reports delivery). */
+  readonly withoutDelivery?: boolean;
+}
+
+export class Metrics {
+  readonly registry = new client.Registry();
+
+  readonly connections = new client.Counter({
+    name: `${NS}_connections_total`,
+    help: 'POP3 connections, by listener and whether they were accepted or refused (and why).',
+    labelNames: ['listener', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly sessionsActive = new client.Gauge({
+    name: `${NS}_sessions_active`,
+    help: 'POP3 sessions open now, by protocol state.',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+  });
+  readonly sessionDuration = new client.Histogram({
+    name: `${NS}_session_duration_seconds`,
+    help: 'POP3 session length, connect to close.',
+    buckets: SESSION_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly commandDuration = new client.Histogram({
+    name: `${NS}_command_duration_seconds`,
+    help: 'Time to handle one POP3 command, including its reply (and for RETR/TOP the message).',
+    labelNames: ['command'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly authAttempts = new client.Counter({
+    name: `${NS}_auth_attempts_total`,
+    help: 'Login attempts, by account backend, mechanism and result.',
+    labelNames: ['backend', 'mechanism', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly authDuration = new client.Histogram({
+    name: `${NS}_auth_duration_seconds`,
+    help: 'Credential verification time, by account backend.',
+    labelNames: ['backend'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly lockAcquisitions = new client.Counter({
+    name: `${NS}_maildrop_lock_acquisitions_total`,
+    help: 'Maildrop lock attempts: acquired, conflict (the client got [IN-USE]) or error.',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly leaseLosses = new client.Counter({
+    name: `${NS}_maildrop_lease_losses_total`,
+    help: 'Sessions ended because their maildrop lease was lost.',
+    registers: [this.registry],
+  });
+  readonly messagesRetrieved = new client.Counter({
+    name: `${NS}_messages_retrieved_total`,
+    help: 'Messages sent whole by RETR.',
+    registers: [this.registry],
+  });
+  readonly retrievedOctets = new client.Counter({
+    name: `${NS}_retrieved_octets_total`,
+    help: 'Octets of messages sent by RETR (before dot-stuffing).',
+    registers: [this.registry],
+  });
+  readonly messagesDeleted = new client.Counter({
+    name: `${NS}_messages_deleted_total`,
+    help: 'Messages removed by a committed QUIT.',
+    registers: [this.registry],
+  });
+  readonly storeDuration = new client.Histogram({
+    name: `${NS}_store_operation_duration_seconds`,
+    help: 'Mail store operations, by backend and operation (open, read, commit, deliver).',
+    labelNames: ['backend', 'operation', 'result'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly tlsHandshakes = new client.Counter({
+    name: `${NS}_tls_handshakes_total`,
+    help: 'TLS handshakes, on the implicit-TLS listener and by STLS, and whether they succeeded.',
+    labelNames: ['listener', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly deliveries = new client.Counter({
+    name: `${NS}_delivery_recipients_total`,
+    help: 'Recipients of delivered messages, by result (accepted, unknown, too_large, failed).',
+    labelNames: ['protocol', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly deliveryOctets = new client.Counter({
+    name: `${NS}_delivery_octets_total`,
+    help: 'Octets stored by delivery (canonical size, once per recipient).',
+    labelNames: ['protocol'] as const,
+    registers: [this.registry],
+  });
+  readonly deliveryDuration = new client.Histogram({
+    name: `${NS}_delivery_duration_seconds`,
+    help: 'Time to store one message for one recipient.',
+    labelNames: ['protocol'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+
+  constructor(options: MetricsOptions = {}) {
+    if (options.processMetrics ?? true) {
+      client.collectDefaultMetrics({ register: this.registry, prefix: `${NS}_` });
+      // prom-client names these gauges with a _total suffix, which promtool rejects.
+      for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+        this.registry.removeSingleMetric(`${NS}_${name}`);
+      }
+    }
+    if (options.withoutDelivery === true) {
+      for (const name of deliveryMetricNames(this)) this.registry.removeSingleMetric(name);
+    }
+  }
+
+  /** The text exposition format. */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** Seconds since `start` (from `process.hrtime.bigint()`). */
+  static since(start: bigint): number {
+    return Number(process.hrtime.bigint() - start) / 1e9;
+  }
+}
+
+function deliveryMetricNames(m: Metrics): string[] {
+  return [m.deliveries, m.deliveryOctets, m.deliveryDuration].map((x) => (x as unknown as { name: string }).name);
+}
+
+/** Worker side of a node:cluster setup: answer the primary's requests with these registries. */
+export function exposeToClusterPrimary(metrics: Metrics): void {
+  client.AggregatorRegistry.setRegistries([metrics.registry]);
+  // Constructing one installs prom-client's IPC listener, in workers as in the primary.
+  new client.AggregatorRegistry();
+}
+
+/**
+ * Primary side: the workers' metrics summed, followed by what only the primary records (LMTP
+ * delivery). Each metric name appears once, as the exposition format requires.
+ */
+export function clusterMetricsText(own: Metrics): () => Promise<string> {
+  const aggregator = new client.AggregatorRegistry();
+  const primaryOnly = deliveryMetricNames(own);
+  return async () => {
+    const parts = [await aggregator.clusterMetrics()];
+    for (const name of primaryOnly) parts.push(await own.registry.getSingleMetricAsString(name));
+    return `${parts.join('\n')}\n`;
+  };
+}
