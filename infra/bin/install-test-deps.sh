@@ -11,6 +11,7 @@ have doveadm || need+=(dovecot-core)
 [ -x /usr/sbin/dovecot ] && [ -e /usr/lib/dovecot/pop3 ] || need+=(dovecot-pop3d)
 have openssl || need+=(openssl)
 have promtool || need+=(prometheus)
+[ -x /usr/sbin/haproxy ] || need+=(haproxy)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -306,6 +306,12 @@ export async function serveConnection(
   function toInput(pulled: Pulled): SessionInput | null {
     switch (pulled.kind) {
       case 'line': {
+        if (summary.commands === 0 && settings.proxyTrustedNetworks.length > 0 && pulled.line.startsWith('PROXY ')) {
+          // A PROXY header from an address that is not a trusted balancer: a spoofing attempt.
+          summary.result = 'spoofed PROXY header';
+          log.warn('PROXY header from an untrusted address, closing');
+          return { type: 'abort', code: null, text: 'PROXY header not accepted from your address.' };
+        }
         const limit = settings.maxLineLength - 2;
         const inSasl = state.phase === 'authorization' && state.sasl !== null;
         if (!inSasl && pulled.line.length > limit / 3 && Buffer.byteLength(pulled.line) > limit) {

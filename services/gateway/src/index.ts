@@ -7,3 +7,4 @@ export {
   type ListenAddress,
 } from './settings.js';
 export { isLoopback, plaintextAllowed } from './connection.js';
+export { parseProxyHeader, trustedNetworks, isTrusted, type ProxyParse, type ProxiedAddress } from './proxy-protocol.js';

@@ -1,7 +1,9 @@
 /** POP3 listeners (plain with STLS, and implicit TLS), connection limits, drain. */
 import { once } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
-import { createSecureContext, createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { Duplex } from 'node:stream';
+import { createSecureContext, TLSSocket, type SecureContext } from 'node:tls';
+import { isTrusted, parseProxyHeader, trustedNetworks, type ProxiedAddress } from './proxy-protocol.js';
 import { serveConnection, type ConnectionInfo, type SessionHandle } from './connection.js';
 import type { GatewayDeps, ListenAddress } from './settings.js';
 
@@ -16,6 +18,61 @@ export interface Gateway {
   activeSessions(): number;
   /** Stop accepting; end sessions still open after `drainMs` with `-ERR [SYS/TEMP]`; resolve when all are gone. */
   close(drainMs?: number): Promise<void>;
+}
+
+type HeaderRead = { kind: 'header'; source: ProxiedAddress | null; rest: Buffer } | { kind: 'invalid'; reason: string };
+
+/** Read a PROXY header off a fresh connection; whatever follows it is returned in `rest`. */
+function readProxyHeader(socket: Socket, timeoutMs: number): Promise<HeaderRead> {
+  return new Promise((resolve) => {
+    let buffered = Buffer.alloc(0);
+    const finish = (result: HeaderRead): void => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.pause();
+      resolve(result);
+    };
+    const onData = (chunk: Buffer): void => {
+      buffered = Buffer.concat([buffered, chunk]);
+      const parsed = parseProxyHeader(buffered);
+      if (parsed.kind === 'incomplete') return;
+      if (parsed.kind === 'invalid') finish({ kind: 'invalid', reason: parsed.reason });
+      else finish({ kind: 'header', source: parsed.source, rest: buffered.subarray(parsed.length) });
+    };
+    const onEnd = (): void => finish({ kind: 'invalid', reason: 'closed before a PROXY header' });
+    const timer = setTimeout(() => finish({ kind: 'invalid', reason: 'no PROXY header in time' }), timeoutMs);
+    socket.on('data', onData);
+    socket.on('end', onEnd);
+    socket.resume();
+  });
+}
+
+/** A Duplex over `socket` whose readable side starts with `first` (bytes already read off it). */
+function replayingStream(socket: Socket, first: Buffer): Duplex {
+  const stream = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk: Buffer, _encoding, callback) {
+      socket.write(chunk, callback);
+    },
+    final(callback) {
+      socket.end();
+      callback();
+    },
+    destroy(error, callback) {
+      socket.destroy();
+      callback(error);
+    },
+  });
+  if (first.length > 0) stream.push(first);
+  socket.on('data', (chunk: Buffer) => {
+    if (!stream.push(chunk)) socket.pause();
+  });
+  socket.on('end', () => stream.push(null));
+  socket.on('close', () => stream.destroy());
+  return stream;
 }
 
 function bound(server: Server): ListenAddress {
@@ -41,9 +98,9 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     return () => sessions.delete(handle);
   };
 
-  function accept(socket: Socket | TLSSocket, secure: boolean): void {
-    const remoteAddress = socket.remoteAddress ?? 'unknown';
-    const info: ConnectionInfo = { remoteAddress, remotePort: socket.remotePort ?? 0, secure };
+  function accept(socket: Socket | TLSSocket, secure: boolean, proxied: ProxiedAddress | null): void {
+    const remoteAddress = proxied?.address ?? socket.remoteAddress ?? 'unknown';
+    const info: ConnectionInfo = { remoteAddress, remotePort: proxied?.port ?? socket.remotePort ?? 0, secure };
     const fromIp = perIp.get(remoteAddress) ?? 0;
     const listener = secure ? 'pop3s' : 'pop3';
     if (connections >= settings.maxConnections || fromIp >= settings.maxConnectionsPerIp) {
@@ -70,26 +127,70 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     running.add(done);
   }
 
-  const stlsContext = settings.tls ? createSecureContext(settings.tls) : null;
+  const proxyTrusted = settings.proxyTrustedNetworks.length > 0 ? trustedNetworks(settings.proxyTrustedNetworks) : null;
+
+  /** A new TCP connection: the PROXY header first when it comes from a trusted balancer, then TLS on 995. */
+  async function onConnection(raw: Socket, secure: boolean): Promise<void> {
+    raw.on('error', (e) => logger.debug({ err: e.message }, 'socket error before the session'));
+    const listener = secure ? 'pop3s' : 'pop3';
+    let proxied: ProxiedAddress | null = null;
+    let leftover: Buffer | null = null;
+    if (proxyTrusted && isTrusted(proxyTrusted, raw.remoteAddress ?? '')) {
+      const header = await readProxyHeader(raw, settings.tlsHandshakeTimeoutMs);
+      if (header.kind !== 'header') {
+        deps.metrics.connections.inc({ listener, result: 'refused_proxy_header' });
+        logger.warn({ peer: raw.remoteAddress, reason: header.reason }, 'connection refused: bad PROXY header');
+        raw.destroy();
+        return;
+      }
+      proxied = header.source;
+      leftover = header.rest;
+    }
+    if (!secure) {
+      if (leftover && leftover.length > 0) raw.unshift(leftover);
+      accept(raw, false, proxied);
+      return;
+    }
+    // Implicit TLS. After a PROXY header the first TLS bytes may already be in hand, so TLS then
+    // reads through a JS stream that starts with them; without one it runs on the socket itself.
+    const transport = leftover === null ? raw : replayingStream(raw, leftover);
+    const tlsSocket = new TLSSocket(transport, { isServer: true, secureContext: tlsContext as SecureContext });
+    tlsSocket.on('error', (e) => logger.debug({ err: e.message, peer: proxied?.address ?? raw.remoteAddress }, 'TLS error'));
+    try {
+      await Promise.race([
+        once(tlsSocket, 'secure'),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('TLS handshake timed out')), settings.tlsHandshakeTimeoutMs).unref()),
+      ]);
+    } catch (e) {
+      deps.metrics.tlsHandshakes.inc({ listener: 'pop3s', result: 'failed' });
+      logger.debug({ err: (e as Error).message, peer: proxied?.address ?? raw.remoteAddress }, 'TLS handshake failed');
+      tlsSocket.destroy();
+      raw.destroy();
+      return;
+    }
+    accept(tlsSocket, true, proxied ?? { address: raw.remoteAddress ?? 'unknown', port: raw.remotePort ?? 0 });
+  }
+
+  const tlsContext = settings.tls ? createSecureContext(settings.tls) : null;
+  const stlsContext = tlsContext;
   const servers: Server[] = [];
   let pop3: ListenAddress | null = null;
   let pop3s: ListenAddress | null = null;
+  const handle = (secure: boolean) => (raw: Socket) => {
+    onConnection(raw, secure).catch((e: Error) => {
+      logger.warn({ err: e.message }, 'connection setup failed');
+      raw.destroy();
+    });
+  };
   if (settings.pop3) {
-    const server = createServer({ noDelay: true }, (socket) => accept(socket, false));
+    const server = createServer({ noDelay: true, pauseOnConnect: true }, handle(false));
     await listen(server, settings.pop3);
     pop3 = bound(server);
     servers.push(server);
   }
   if (settings.pop3s) {
     if (!settings.tls) throw new Error('POP3S_LISTEN needs a certificate (TLS_CERT and TLS_KEY)');
-    const server = createTlsServer(
-      { ...settings.tls, handshakeTimeout: settings.tlsHandshakeTimeoutMs, noDelay: true },
-      (socket) => accept(socket, true),
-    );
-    server.on('tlsClientError', (e, socket) => {
-      deps.metrics.tlsHandshakes.inc({ listener: 'pop3s', result: 'failed' });
-      logger.debug({ err: e.message, ip: socket.remoteAddress }, 'TLS handshake failed');
-    });
+    const server = createServer({ noDelay: true }, handle(true));
     await listen(server, settings.pop3s);
     pop3s = bound(server);
     servers.push(server);

@@ -38,8 +38,14 @@ export interface GatewaySettings {
   readonly maxSaslLineLength: number;
   readonly loginDelay: number | null;
   readonly expire: number | 'NEVER' | null;
-  /** TLS handshake deadline (ms). */
+  /** TLS handshake deadline (ms); also the deadline for a PROXY header. */
   readonly tlsHandshakeTimeoutMs: number;
+  /**
+   * Load balancers allowed to send a HAProxy PROXY header (v1 or v2), as addresses or CIDR
+   * networks. A connection from one of them must start with the header; the client address it
+   * carries is used for logs and limits. Empty: the PROXY protocol is off.
+   */
+  readonly proxyTrustedNetworks: readonly string[];
 }
 
 export interface GatewayDeps {
@@ -67,4 +73,5 @@ export const DEFAULT_GATEWAY_SETTINGS: Omit<GatewaySettings, 'pop3' | 'pop3s' | 
   loginDelay: null,
   expire: null,
   tlsHandshakeTimeoutMs: 30_000,
+  proxyTrustedNetworks: [],
 };

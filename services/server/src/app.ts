@@ -77,6 +77,7 @@ export function gatewaySettings(config: Readonly<ServerConfig>, tls: GatewaySett
     maxBadCommands: config.MAX_BAD_COMMANDS,
     loginDelay: config.LOGIN_DELAY ?? null,
     expire: config.EXPIRE ?? null,
+    proxyTrustedNetworks: config.PROXY_TRUSTED_NETWORKS,
   };
 }
 

@@ -1,6 +1,7 @@
 /** The single node's settings. Names are public interface: operators' scripts use them. */
 import { resolve } from 'node:path';
 import { boolean, integer, list, listenAddress, loadConfig, z, type LoadOptions } from '@postern/config';
+import { trustedNetworks } from '@postern/gateway';
 import { LOG_LEVELS } from '@postern/telemetry';
 
 export const serverSchema = z.object({
@@ -37,6 +38,14 @@ export const serverSchema = z.object({
   MAILDIR_READ_MODE: z.enum(['sync', 'async']).default('sync'),
   MAILDIR_SAVE_CRLF: boolean.default(true),
   DRAIN_TIMEOUT_MS: integer(0).default(30_000),
+  /** Load balancers (addresses or CIDR networks) that send a HAProxy PROXY header; empty: off. */
+  PROXY_TRUSTED_NETWORKS: list.default([]).superRefine((cidrs, ctx) => {
+    try {
+      trustedNetworks(cidrs);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    }
+  }),
   /** POP3 worker processes: a number, or `auto` (one per CPU, at most 4). 1 runs everything in one process. */
   WORKERS: z.union([z.literal('auto'), integer(1, 64)]).default('auto'),
 });

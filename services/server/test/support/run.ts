@@ -13,6 +13,7 @@ export const PACKAGES: Readonly<Record<string, string>> = {
   openssl: 'openssl',
   doveadm: 'dovecot-core',
   promtool: 'prometheus',
+  haproxy: 'haproxy',
 };
 
 /** The program's path on PATH; throws naming the package to install when it is missing. */
