@@ -32,6 +32,11 @@ export class Metrics {
     labelNames: ['listener', 'result'] as const,
     registers: [this.registry],
   });
+  readonly connectionLimit = new client.Gauge({
+    name: `${NS}_connection_limit`,
+    help: 'Most POP3 connections this process accepts (MAX_CONNECTIONS); summed over workers, the pod total.',
+    registers: [this.registry],
+  });
   readonly sessionsActive = new client.Gauge({
     name: `${NS}_sessions_active`,
     help: 'POP3 sessions open now, by protocol state.',

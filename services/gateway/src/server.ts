@@ -88,6 +88,7 @@ async function listen(server: Server, address: ListenAddress): Promise<void> {
 
 export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const { settings, logger } = deps;
+  deps.metrics.connectionLimit.set(settings.maxConnections);
   const sessions = new Set<SessionHandle>();
   const running = new Set<Promise<void>>();
   const perIp = new Map<string, number>();
