@@ -68,6 +68,8 @@ export interface SessionSummary {
   retrievedOctets: number;
   deleted: number;
   result: string;
+  /** TLS at the end of the session: implicit (995), by STLS, or none. */
+  tls: 'implicit' | 'stls' | 'none';
 }
 
 export async function serveConnection(
@@ -118,7 +120,15 @@ export async function serveConnection(
   let metricState: MetricState = 'authorization';
   metrics.sessionsActive.inc({ state: metricState });
   const startedAt = process.hrtime.bigint();
-  const summary: SessionSummary = { user: null, commands: 0, retrieved: 0, retrievedOctets: 0, deleted: 0, result: 'disconnected' };
+  const summary: SessionSummary = {
+    user: null,
+    commands: 0,
+    retrieved: 0,
+    retrievedOctets: 0,
+    deleted: 0,
+    result: 'disconnected',
+    tls: info.secure ? 'implicit' : 'none',
+  };
   const source = new LineSource(settings.maxSaslLineLength - 2);
   source.attach(socket);
   const unregister = register({
@@ -265,6 +275,7 @@ export async function serveConnection(
         io = tlsSocket;
         source.attach(tlsSocket);
         log.debug({ protocol: tlsSocket.getProtocol() }, 'STLS');
+        summary.tls = 'stls';
         return { type: 'tls-started', link: linkFor(true) };
       }
       case 'commit': {
