@@ -79,10 +79,29 @@ function onStopSignals(logger: Logger, stop: (signal: string) => Promise<void>):
   process.on('SIGINT', () => handler('SIGINT'));
 }
 
+/**
+ * SIGHUP: read the configuration again and apply what can change safely in a running process
+ * (the log level; the password file reloads by itself). Anything else needs a restart, and a
+ * configuration that no longer validates changes nothing.
+ */
+function onReloadSignal(logger: Logger, forward?: () => void): void {
+  process.on('SIGHUP', () => {
+    try {
+      const next = loadServerConfig();
+      logger.level = next.LOG_LEVEL;
+      logger.info({ logLevel: next.LOG_LEVEL }, 'configuration reloaded');
+    } catch (e) {
+      logger.error({ err: (e as Error).message }, 'configuration reload refused; keeping the running configuration');
+    }
+    forward?.();
+  });
+}
+
 async function runSingle(config: Readonly<ServerConfig>, logger: Logger): Promise<void> {
   const demo = await firstRunDemoUser(config.PASSWD_FILE);
   const server = await startServer(config, logger);
   announce(config, 1, demo);
+  onReloadSignal(logger);
   onStopSignals(logger, async (signal) => {
     logger.info({ signal, drainMs: config.DRAIN_TIMEOUT_MS }, 'draining');
     await server.stop(config.DRAIN_TIMEOUT_MS);
@@ -121,6 +140,9 @@ async function runPrimary(config: Readonly<ServerConfig>, logger: Logger, count:
   });
   for (let i = 0; i < count; i++) fork();
   announce(config, count, demo);
+  onReloadSignal(logger, () => {
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP');
+  });
   onStopSignals(logger, async (signal) => {
     stopping = true;
     logger.info({ signal, drainMs: config.DRAIN_TIMEOUT_MS }, 'draining');
@@ -137,6 +159,7 @@ async function runWorker(config: Readonly<ServerConfig>, logger: Logger): Promis
   const locks = new IpcLockManager(process as unknown as Parameters<typeof serveLocks>[2]);
   const server = await startServer(config, logger, { role: 'pop3', locks });
   exposeToClusterPrimary(server.metrics);
+  onReloadSignal(logger);
   let stopping = false;
   const stop = async (): Promise<void> => {
     if (stopping) return;

@@ -273,3 +273,41 @@ for (const workers of [1, 2]) {
     });
   });
 }
+
+describe('SIGHUP', () => {
+  it('reloads the log level from CONFIG_FILE, and refuses a configuration that no longer validates', { timeout: 60_000 }, async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'postern-sighup-'));
+    const tls = await sharedTls();
+    const file = join(dataDir, 'postern.yaml');
+    await writeFile(file, 'log_level: info\n');
+    const child = startMain({
+      CONFIG_FILE: file,
+      WORKERS: '1',
+      DATA_DIR: dataDir,
+      POP3_LISTEN: '127.0.0.1:0',
+      POP3S_LISTEN: 'off',
+      LMTP_LISTEN: 'off',
+      ADMIN_LISTEN: 'off',
+      TLS_CERT: tls.cert,
+      TLS_KEY: tls.key,
+    });
+    try {
+      const port = await child.until((rs) => (rs.find(isMsg('POP3 listening'))?.pop3 as { port: number } | undefined)?.port);
+      await writeFile(file, 'log_level: debug\n');
+      child.process.kill('SIGHUP');
+      const reloaded = await child.until((rs) => rs.find(isMsg('configuration reloaded')));
+      assert.equal(reloaded.logLevel, 'debug');
+      await writeFile(file, 'log_level: loud\n');
+      child.process.kill('SIGHUP');
+      const refused = await child.until((rs) => rs.find(isMsg('configuration reload refused; keeping the running configuration')));
+      assert.match(String(refused.err), /LOG_LEVEL/);
+      // Still serving.
+      const c = await Pop3Client.connect(port);
+      await c.quit();
+    } finally {
+      child.process.kill('SIGTERM');
+      await child.exited;
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
