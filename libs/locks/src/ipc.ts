@@ -4,11 +4,13 @@
  * locks at once, so a crash never leaves a stale lock (nothing to expire, nothing to clean).
  */
 import { randomBytes } from 'node:crypto';
+import type { LoginDelayGate, LoginHistory } from './login-delay.js';
 import type { Lease, LockManager } from './types.js';
 
 type Request =
   | { readonly postern: 'lock'; readonly op: 'acquire'; readonly id: number; readonly key: string }
-  | { readonly postern: 'lock'; readonly op: 'release'; readonly id: number; readonly key: string; readonly token: string };
+  | { readonly postern: 'lock'; readonly op: 'release'; readonly id: number; readonly key: string; readonly token: string }
+  | { readonly postern: 'lock'; readonly op: 'login-delay'; readonly id: number; readonly key: string; readonly delayMs: number };
 
 type Response = { readonly postern: 'lock-reply'; readonly id: number; readonly token: string | null; readonly fence: number };
 
@@ -61,11 +63,16 @@ function isRequest(m: unknown): m is Request {
   return typeof m === 'object' && m !== null && (m as { postern?: unknown }).postern === 'lock';
 }
 
-/** Primary side: answer lock requests from one worker. */
-export function serveLocks(table: LockTable, owner: string, peer: IpcPeer): void {
+/** Primary side: answer lock (and LOGIN-DELAY) requests from one worker. */
+export function serveLocks(table: LockTable, owner: string, peer: IpcPeer, history?: LoginHistory): void {
   peer.on('message', (m) => {
     if (!isRequest(m)) return;
-    if (m.op === 'acquire') {
+    if (m.op === 'login-delay') {
+      // `token` non-null means admitted.
+      const admitted = history ? history.admit(m.key, m.delayMs) : true;
+      const reply: Response = { postern: 'lock-reply', id: m.id, token: admitted ? 'admitted' : null, fence: 0 };
+      peer.send(reply);
+    } else if (m.op === 'acquire') {
       const got = table.acquire(owner, m.key);
       const reply: Response = { postern: 'lock-reply', id: m.id, token: got?.token ?? null, fence: got?.fence ?? 0 };
       peer.send(reply);
@@ -77,8 +84,8 @@ export function serveLocks(table: LockTable, owner: string, peer: IpcPeer): void
   });
 }
 
-/** Worker side: a LockManager whose table lives in the primary process. */
-export class IpcLockManager implements LockManager {
+/** Worker side: a LockManager (and LOGIN-DELAY gate) whose tables live in the primary process. */
+export class IpcLockManager implements LockManager, LoginDelayGate {
   readonly kind = 'ipc';
   readonly #channel: IpcPeer;
   readonly #pending = new Map<number, (r: Response) => void>();
@@ -97,7 +104,9 @@ export class IpcLockManager implements LockManager {
     });
   }
 
-  #ask(request: { op: 'acquire'; key: string } | { op: 'release'; key: string; token: string }): Promise<Response> {
+  #ask(
+    request: { op: 'acquire'; key: string } | { op: 'release'; key: string; token: string } | { op: 'login-delay'; key: string; delayMs: number },
+  ): Promise<Response> {
     const id = ++this.#next;
     return new Promise<Response>((resolve, reject) => {
       this.#pending.set(id, (r) => (r === DISCONNECTED ? reject(new Error('lock service unavailable')) : resolve(r)));
@@ -114,6 +123,11 @@ export class IpcLockManager implements LockManager {
   disconnected(): void {
     for (const resolve of this.#pending.values()) resolve(DISCONNECTED);
     this.#pending.clear();
+  }
+
+  async admit(key: string, delayMs: number): Promise<boolean> {
+    const r = await this.#ask({ op: 'login-delay', key, delayMs });
+    return r.token !== null;
   }
 
   async acquire(key: string): Promise<Lease | null> {

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
-import { IpcLockManager, LockTable, MemoryLockManager, serveLocks, type IpcPeer } from '../src/index.js';
+import { IpcLockManager, LockTable, LoginHistory, MemoryLockManager, serveLocks, type IpcPeer } from '../src/index.js';
 
 /** Two ends of an in-memory message channel, delivering asynchronously like IPC does. */
 function channelPair(): [IpcPeer, IpcPeer] {
@@ -99,5 +99,40 @@ describe('LockTable and IpcLockManager', () => {
     await once(child, 'exit');
     table.releaseOwner('child');
     assert.ok(table.acquire('parent', 'maildrop:alice'));
+  });
+});
+
+describe('LOGIN-DELAY', () => {
+  it('admits the first login, refuses one within the delay, admits again after it; per key', () => {
+    let now = 1_000_000;
+    const history = new LoginHistory(() => now);
+    assert.equal(history.admit('alice', 60_000), true);
+    now += 59_999;
+    assert.equal(history.admit('alice', 60_000), false);
+    assert.equal(history.admit('bob', 60_000), true);
+    now += 1;
+    assert.equal(history.admit('alice', 60_000), true);
+  });
+
+  it('forgets mailboxes whose last login is older than the delay', () => {
+    let now = 0;
+    const history = new LoginHistory(() => now);
+    for (let i = 0; i < 100; i++) history.admit(`user${i}`, 1_000);
+    assert.equal(history.size, 100);
+    now += 5_000;
+    history.admit('late', 1_000);
+    assert.equal(history.size, 1);
+  });
+
+  it('workers share one history through the primary', async () => {
+    const table = new LockTable();
+    const history = new LoginHistory();
+    const [p1, w1] = channelPair();
+    const [p2, w2] = channelPair();
+    serveLocks(table, 'w1', p1, history);
+    serveLocks(table, 'w2', p2, history);
+    assert.equal(await new IpcLockManager(w1).admit('maildrop-alice', 60_000), true);
+    assert.equal(await new IpcLockManager(w2).admit('maildrop-alice', 60_000), false);
+    assert.equal(await new IpcLockManager(w2).admit('maildrop-bob', 60_000), true);
   });
 });

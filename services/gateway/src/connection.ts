@@ -222,10 +222,30 @@ export async function serveConnection(
         return null;
       case 'login': {
         const outcome = await performLogin(
-          { accounts: deps.accounts, locks: deps.locks, store: deps.store, apopTimestamp, signal },
+          {
+            accounts: deps.accounts,
+            locks: deps.locks,
+            store: deps.store,
+            apopTimestamp,
+            signal,
+            loginDelay:
+              settings.loginDelay !== null && settings.loginDelay > 0 && deps.loginDelayGate
+                ? { gate: deps.loginDelayGate, ms: settings.loginDelay * 1000 }
+                : null,
+          },
           effect.credentials,
         );
-        const authResult = outcome.result.ok ? 'ok' : outcome.result.code === 'AUTH' ? 'invalid' : outcome.lock === null ? 'temporary' : outcome.lock === 'conflict' ? 'in_use' : 'error';
+        const authResult = outcome.result.ok
+          ? 'ok'
+          : outcome.result.code === 'AUTH'
+            ? 'invalid'
+            : outcome.result.code === 'LOGIN-DELAY'
+              ? 'login_delay'
+              : outcome.lock === null
+                ? 'temporary'
+                : outcome.lock === 'conflict'
+                  ? 'in_use'
+                  : 'error';
         metrics.authAttempts.inc({ backend: outcome.backend, mechanism: effect.mechanism, result: authResult });
         metrics.authDuration.observe({ backend: outcome.backend }, outcome.authSeconds);
         if (outcome.lock !== null) metrics.lockAcquisitions.inc({ result: outcome.lock });

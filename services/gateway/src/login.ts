@@ -1,6 +1,6 @@
 /** The login effect: verify credentials, take the maildrop lock, snapshot the maildrop. */
 import type { Account, AccountBackend, AuthResult } from '@postern/accounts';
-import type { Lease, LockManager } from '@postern/locks';
+import type { Lease, LockManager, LoginDelayGate } from '@postern/locks';
 import type { Maildrop, MailStore } from '@postern/mailstore';
 import type { Credentials, LoginResult } from '@postern/pop3-protocol';
 
@@ -31,6 +31,8 @@ export interface LoginContext {
   readonly store: MailStore;
   readonly apopTimestamp: string | null;
   readonly signal: AbortSignal;
+  /** RFC 2449 LOGIN-DELAY: the gate and the delay in ms, when configured. */
+  readonly loginDelay: { readonly gate: LoginDelayGate; readonly ms: number } | null;
 }
 
 async function verify(ctx: LoginContext, credentials: Credentials): Promise<AuthResult> {
@@ -77,6 +79,20 @@ export async function performLogin(ctx: LoginContext, credentials: Credentials):
   if (lease === null) {
     const reason = 'maildrop locked by another session';
     return { ...known, result: { ok: false, code: 'IN-USE' }, opened: null, reason, lock: 'conflict' };
+  }
+  if (ctx.loginDelay) {
+    // Checked while holding the maildrop lock, so two logins cannot both pass.
+    let admitted: boolean;
+    try {
+      admitted = await ctx.loginDelay.gate.admit(account.mailboxId, ctx.loginDelay.ms);
+    } catch (e) {
+      await lease.release().catch(() => undefined);
+      return { ...known, result: { ok: false, code: 'SYS/TEMP' }, opened: null, reason: `login-delay check failed: ${(e as Error).message}`, lock: 'acquired' };
+    }
+    if (!admitted) {
+      await lease.release().catch(() => undefined);
+      return { ...known, result: { ok: false, code: 'LOGIN-DELAY' }, opened: null, reason: 'login within LOGIN-DELAY of the last one', lock: 'acquired' };
+    }
   }
   const opening = process.hrtime.bigint();
   try {

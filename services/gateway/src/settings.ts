@@ -1,6 +1,6 @@
 import type { SecureContextOptions } from 'node:tls';
 import type { AccountBackend } from '@postern/accounts';
-import type { LockManager } from '@postern/locks';
+import type { LockManager, LoginDelayGate } from '@postern/locks';
 import type { MailStore } from '@postern/mailstore';
 import type { SaslMechanism } from '@postern/pop3-protocol';
 import type { Logger, Metrics } from '@postern/telemetry';
@@ -36,6 +36,7 @@ export interface GatewaySettings {
   readonly maxLineLength: number;
   /** Limit for AUTH lines and SASL responses (octets). */
   readonly maxSaslLineLength: number;
+  /** Seconds between logins to one mailbox (RFC 2449 LOGIN-DELAY): advertised and enforced. */
   readonly loginDelay: number | null;
   readonly expire: number | 'NEVER' | null;
   /** TLS handshake deadline (ms); also the deadline for a PROXY header. */
@@ -55,6 +56,8 @@ export interface GatewayDeps {
   readonly locks: LockManager;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** Where LOGIN-DELAY is enforced (needed when `settings.loginDelay` is set). */
+  readonly loginDelayGate?: LoginDelayGate;
 }
 
 export const DEFAULT_GATEWAY_SETTINGS: Omit<GatewaySettings, 'pop3' | 'pop3s' | 'tls'> = {

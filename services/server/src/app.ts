@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { CredentialCache, PasswdFileBackend, type AccountBackend } from '@postern/accounts';
 import { DEFAULT_GATEWAY_SETTINGS, startGateway, type Gateway, type GatewaySettings } from '@postern/gateway';
 import { startLmtp, type Intake } from '@postern/delivery';
-import { MemoryLockManager, type LockManager } from '@postern/locks';
+import { MemoryLockManager, MemoryLoginDelayGate, type LockManager, type LoginDelayGate } from '@postern/locks';
 import { MaildirStore, maildirPathFromTemplate } from '@postern/mailstore';
 import { Metrics, type Logger } from '@postern/telemetry';
 import { startAdmin, type AdminServer } from './admin.js';
@@ -30,6 +30,8 @@ export interface StartOptions {
   readonly role?: 'all' | 'pop3' | 'intake';
   /** Maildrop locks; default in-process. Workers pass an IpcLockManager. */
   readonly locks?: LockManager;
+  /** Where LOGIN-DELAY is enforced; default in-process. Workers pass their IpcLockManager. */
+  readonly loginDelayGate?: LoginDelayGate;
   /** Readiness beyond "not draining" (the primary: at least one worker is up). */
   readonly ready?: () => boolean;
   /** What /metrics serves; default this process's metrics (the primary: all workers' too). */
@@ -102,7 +104,8 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
   let draining = false;
   try {
     if (role !== 'intake') {
-      gateway = await startGateway({ settings: gatewaySettings(config, tls), accounts, store, locks, logger, metrics });
+      const loginDelayGate = options.loginDelayGate ?? new MemoryLoginDelayGate();
+      gateway = await startGateway({ settings: gatewaySettings(config, tls), accounts, store, locks, logger, metrics, loginDelayGate });
     }
     if (role !== 'pop3' && config.LMTP_LISTEN) {
       intake = await startLmtp({

@@ -14,7 +14,7 @@ import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
 import { hashPassword } from '@postern/accounts';
 import { ConfigError } from '@postern/config';
-import { IpcLockManager, LockTable, serveLocks } from '@postern/locks';
+import { IpcLockManager, LockTable, LoginHistory, serveLocks } from '@postern/locks';
 import { clusterMetricsText, createLogger, exposeToClusterPrimary, type Logger } from '@postern/telemetry';
 import { prepareTls, startServer, type RunningServer } from './app.js';
 import { loadServerConfig, type ServerConfig } from './config.js';
@@ -113,6 +113,7 @@ async function runPrimary(config: Readonly<ServerConfig>, logger: Logger, count:
   const demo = await firstRunDemoUser(config.PASSWD_FILE);
   await prepareTls(config, logger); // before forking, so workers never race to generate it
   const table = new LockTable();
+  const logins = new LoginHistory();
   const online = new Set<Worker>();
   let stopping = false;
   let restarts = 0;
@@ -120,7 +121,7 @@ async function runPrimary(config: Readonly<ServerConfig>, logger: Logger, count:
   const fork = (): void => {
     const worker = cluster.fork();
     const owner = `worker-${worker.id}`;
-    serveLocks(table, owner, worker);
+    serveLocks(table, owner, worker, logins);
     worker.on('online', () => online.add(worker));
     worker.on('exit', (code, signal) => {
       online.delete(worker);
@@ -157,7 +158,7 @@ async function runPrimary(config: Readonly<ServerConfig>, logger: Logger, count:
 
 async function runWorker(config: Readonly<ServerConfig>, logger: Logger): Promise<void> {
   const locks = new IpcLockManager(process as unknown as Parameters<typeof serveLocks>[2]);
-  const server = await startServer(config, logger, { role: 'pop3', locks });
+  const server = await startServer(config, logger, { role: 'pop3', locks, loginDelayGate: locks });
   exposeToClusterPrimary(server.metrics);
   onReloadSignal(logger);
   let stopping = false;

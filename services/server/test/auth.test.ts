@@ -249,3 +249,26 @@ describe('authentication', () => {
     assert.ok(srv.logs.some((l) => l.includes('"msg":"login failed"')));
   });
 });
+
+describe('LOGIN-DELAY (RFC 2449)', () => {
+  it('is advertised, and a second login to the same mailbox within it gets -ERR [LOGIN-DELAY]', async () => {
+    const t = await startTestServer({ users: { alice: 'a-secret', bob: 'b-secret' }, env: { LOGIN_DELAY: '60' } });
+    try {
+      const first = await Pop3Client.connect(t.pop3Port);
+      assert.ok((await first.listing('CAPA')).includes('LOGIN-DELAY 60'));
+      // A wrong password does not use up the slot.
+      assert.match(await first.command('USER alice'), /^\+OK/);
+      assert.match(await first.command('PASS wrong'), /^-ERR \[AUTH\]/);
+      await first.login('alice', 'a-secret');
+      await first.quit();
+      const second = await Pop3Client.connect(t.pop3Port);
+      assert.match(await second.command('USER alice'), /^\+OK/);
+      assert.match(await second.command('PASS a-secret'), /^-ERR \[LOGIN-DELAY\] /);
+      // Another mailbox is not affected.
+      await second.login('bob', 'b-secret');
+      await second.quit();
+    } finally {
+      await t.stop();
+    }
+  });
+});
