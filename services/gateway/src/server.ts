@@ -75,6 +75,34 @@ function replayingStream(socket: Socket, first: Buffer): Duplex {
   return stream;
 }
 
+/**
+ * New connections per address in a fixed one-minute window (0: no limit). Memory follows the
+ * addresses seen in the current window only.
+ */
+class RateWindow {
+  readonly #limit: number;
+  readonly #windowMs: number;
+  #windowStart = 0;
+  #counts = new Map<string, number>();
+
+  constructor(limit: number, windowMs: number) {
+    this.#limit = limit;
+    this.#windowMs = windowMs;
+  }
+
+  admit(address: string): boolean {
+    if (this.#limit <= 0) return true;
+    const now = Date.now();
+    if (now - this.#windowStart >= this.#windowMs) {
+      this.#windowStart = now;
+      this.#counts = new Map();
+    }
+    const n = (this.#counts.get(address) ?? 0) + 1;
+    this.#counts.set(address, n);
+    return n <= this.#limit;
+  }
+}
+
 function bound(server: Server): ListenAddress {
   const a = server.address();
   if (a === null || typeof a === 'string') throw new Error('listener has no address');
@@ -90,6 +118,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   const { settings, logger } = deps;
   deps.metrics.connectionLimit.set(settings.maxConnections);
   const sessions = new Set<SessionHandle>();
+  const connectionRate = new RateWindow(settings.maxConnectionsPerIpPerMinute, 60_000);
   const running = new Set<Promise<void>>();
   const perIp = new Map<string, number>();
   let connections = 0;
@@ -104,10 +133,17 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     const info: ConnectionInfo = { remoteAddress, remotePort: proxied?.port ?? socket.remotePort ?? 0, secure };
     const fromIp = perIp.get(remoteAddress) ?? 0;
     const listener = secure ? 'pop3s' : 'pop3';
-    if (connections >= settings.maxConnections || fromIp >= settings.maxConnectionsPerIp) {
-      const which = connections >= settings.maxConnections ? 'total' : 'per-ip';
-      deps.metrics.connections.inc({ listener, result: `refused_${which === 'total' ? 'total_limit' : 'ip_limit'}` });
-      logger.warn({ ip: remoteAddress, limit: which }, 'connection refused: limit reached');
+    const limit =
+      connections >= settings.maxConnections
+        ? 'total_limit'
+        : fromIp >= settings.maxConnectionsPerIp
+          ? 'ip_limit'
+          : !connectionRate.admit(remoteAddress)
+            ? 'ip_rate'
+            : null;
+    if (limit !== null) {
+      deps.metrics.connections.inc({ listener, result: `refused_${limit}` });
+      logger.warn({ ip: remoteAddress, limit }, 'connection refused: limit reached');
       socket.on('error', () => undefined);
       socket.end('-ERR [SYS/TEMP] Too many connections, try again later.\r\n');
       return;

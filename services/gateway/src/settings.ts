@@ -24,6 +24,8 @@ export interface GatewaySettings {
   readonly saslMechanisms: readonly SaslMechanism[];
   readonly maxConnections: number;
   readonly maxConnectionsPerIp: number;
+  /** New connections from one address per minute (0: no limit). */
+  readonly maxConnectionsPerIpPerMinute: number;
   /** Idle limit before login (ms). */
   readonly loginTimeoutMs: number;
   /** Idle limit after login (ms); RFC 1939 asks for at least 10 minutes. */
@@ -66,6 +68,7 @@ export const DEFAULT_GATEWAY_SETTINGS: Omit<GatewaySettings, 'pop3' | 'pop3s' | 
   saslMechanisms: ['PLAIN', 'LOGIN'],
   maxConnections: 10_000,
   maxConnectionsPerIp: 50,
+  maxConnectionsPerIpPerMinute: 0,
   loginTimeoutMs: 60_000,
   idleTimeoutMs: 600_000,
   authFailureDelayMs: 1_000,

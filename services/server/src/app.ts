@@ -72,6 +72,7 @@ export function gatewaySettings(config: Readonly<ServerConfig>, tls: GatewaySett
     saslMechanisms: config.SASL_MECHANISMS,
     maxConnections: config.MAX_CONNECTIONS,
     maxConnectionsPerIp: config.MAX_CONNECTIONS_PER_IP,
+    maxConnectionsPerIpPerMinute: config.MAX_CONNECTIONS_PER_IP_PER_MINUTE,
     loginTimeoutMs: config.LOGIN_TIMEOUT_MS,
     idleTimeoutMs: config.IDLE_TIMEOUT_MS,
     authFailureDelayMs: config.AUTH_FAILURE_DELAY_MS,

@@ -25,6 +25,8 @@ export const serverSchema = z.object({
   SASL_MECHANISMS: list.pipe(z.array(z.enum(['PLAIN', 'LOGIN']))).default(['PLAIN', 'LOGIN']),
   MAX_CONNECTIONS: integer(1).default(10_000),
   MAX_CONNECTIONS_PER_IP: integer(1).default(50),
+  /** New POP3 connections from one address per minute; 0: no limit. */
+  MAX_CONNECTIONS_PER_IP_PER_MINUTE: integer(0).default(0),
   LOGIN_TIMEOUT_MS: integer(1_000).default(60_000),
   IDLE_TIMEOUT_MS: integer(600_000).default(600_000),
   AUTH_FAILURE_DELAY_MS: integer(0, 60_000).default(1_000),

@@ -139,6 +139,23 @@ describe('limits', () => {
     await b.quit();
   });
 
+  it('MAX_CONNECTIONS_PER_IP_PER_MINUTE (3): the fourth new connection within the minute is refused', async () => {
+    const rated = await startTestServer({ users: USERS, env: { MAX_CONNECTIONS_PER_IP_PER_MINUTE: '3' } });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const c = await Pop3Client.connect(rated.pop3Port);
+        assert.match(c.greeting, /^\+OK /);
+        await c.quit();
+      }
+      const fourth = await Pop3Client.connect(rated.pop3Port);
+      assert.equal(fourth.greeting, '-ERR [SYS/TEMP] Too many connections, try again later.');
+      await fourth.closed;
+      assert.ok(rated.logs.some((l) => l.includes('"limit":"ip_rate"')), 'the refusal is logged with its reason');
+    } finally {
+      await rated.stop();
+    }
+  });
+
   it('never logs a password', () => {
     assertNoSecretsInLogs([...srv.logs, ...perIp.logs], [...Object.values(USERS), 'wrong-1', 'wrong-2']);
   });
