@@ -9,7 +9,10 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
-export async function startAdmin(listen: ListenAddress, ready: () => boolean, metrics: () => Promise<string>): Promise<AdminServer> {
+/** Readiness: null when ready, else the reason (shown in the 503 body). */
+export type ReadyCheck = () => Promise<string | null>;
+
+export async function startAdmin(listen: ListenAddress, ready: ReadyCheck, metrics: () => Promise<string>): Promise<AdminServer> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/metrics') {
@@ -20,8 +23,11 @@ export async function startAdmin(listen: ListenAddress, ready: () => boolean, me
     } else if (path === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/readyz') {
-      const ok = ready();
-      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' }).end(ok ? 'ready\n' : 'not ready\n');
+      ready().then(
+        (reason) =>
+          res.writeHead(reason === null ? 200 : 503, { 'content-type': 'text/plain' }).end(reason === null ? 'ready\n' : `not ready: ${reason}\n`),
+        (e: Error) => res.writeHead(503, { 'content-type': 'text/plain' }).end(`not ready: ${e.message}\n`),
+      );
     } else {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     }

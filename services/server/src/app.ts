@@ -1,5 +1,6 @@
 /** Wires the single node: password file, Maildir, maildrop locks, POP3 gateway, LMTP intake. */
-import { mkdir } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { CredentialCache, PasswdFileBackend, type AccountBackend } from '@postern/accounts';
@@ -84,6 +85,25 @@ export function gatewaySettings(config: Readonly<ServerConfig>, tls: GatewaySett
   };
 }
 
+/** Not draining, the POP3 processes up, and the backends reachable within a second. */
+async function readiness(config: Readonly<ServerConfig>, draining: () => boolean, up: () => boolean): Promise<string | null> {
+  if (draining()) return 'draining';
+  if (!up()) return 'no POP3 process is up';
+  const checks = [
+    access(config.PASSWD_FILE, constants.R_OK).then(
+      () => null,
+      (e: NodeJS.ErrnoException) => `password file ${config.PASSWD_FILE}: ${e.code ?? e.message}`,
+    ),
+    access(config.DATA_DIR, constants.W_OK).then(
+      () => null,
+      (e: NodeJS.ErrnoException) => `data directory ${config.DATA_DIR}: ${e.code ?? e.message}`,
+    ),
+  ];
+  const deadline = new Promise<string>((resolve) => setTimeout(() => resolve('backends did not answer within 1 s'), 1_000).unref());
+  const results = await Promise.race([Promise.all(checks), deadline.then((r) => [r])]);
+  return results.find((r) => r !== null) ?? null;
+}
+
 export async function startServer(config: Readonly<ServerConfig>, logger: Logger, options: StartOptions = {}): Promise<RunningServer> {
   const role = options.role ?? 'all';
   const tlsFiles = await prepareTls(config, logger);
@@ -126,7 +146,7 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
     if (role !== 'pop3' && config.ADMIN_LISTEN) {
       const ready = options.ready ?? (() => true);
       const text = options.metricsText?.(metrics) ?? (() => metrics.text());
-      admin = await startAdmin(config.ADMIN_LISTEN, () => !draining && ready(), text);
+      admin = await startAdmin(config.ADMIN_LISTEN, () => readiness(config, () => draining, ready), text);
     }
   } catch (e) {
     await gateway?.close(0);
