@@ -9,5 +9,5 @@ fi
 export TURBO_TELEMETRY_DISABLED=1
 npx turbo run build --output-logs=errors-only
 # Type-check the tests too (the test runner strips types without checking them).
-npx tsc -p tsconfig.tests.json
+npx tsc -p infra/tsconfig.tests.json
 exec npx tsx infra/bin/run-tests.ts "$@"
