@@ -152,7 +152,7 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     if (secure) deps.metrics.tlsHandshakes.inc({ listener: 'pop3s', result: 'ok' });
     connections += 1;
     perIp.set(remoteAddress, fromIp + 1);
-    const done = serveConnection(socket, info, deps, stlsContext, register)
+    const done = serveConnection(socket, info, deps, tlsContext, register)
       .catch((e: Error) => logger.error({ err: e.message }, 'connection handler failed'))
       .finally(() => {
         connections -= 1;
@@ -209,7 +209,6 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
   }
 
   const tlsContext = settings.tls ? createSecureContext(settings.tls) : null;
-  const stlsContext = tlsContext;
   const servers: Server[] = [];
   let pop3: ListenAddress | null = null;
   let pop3s: ListenAddress | null = null;

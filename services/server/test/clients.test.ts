@@ -87,7 +87,6 @@ describe('real POP3 clients', () => {
     }
   }
   let work: string;
-  let ca: Buffer;
   let uidls: string[];
   let n = 0;
   const fresh = async (name: string): Promise<string> => {
@@ -98,7 +97,6 @@ describe('real POP3 clients', () => {
 
   before(async () => {
     srv = await startTestServer({ users: USERS });
-    ca = await readFile(srv.certFile);
     work = await mkdtemp(join(tmpdir(), 'postern-clients-'));
     // getmail delivers as `nobody` when run as root: it must reach its Maildir.
     await chmod(work, 0o755);

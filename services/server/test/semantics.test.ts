@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { lmtpSend } from './support/lmtp-client.js';
 import { uidsOnDisk } from './support/maildir.js';
-import { address, deliverAll, dotsMessage, eightBitMessage, simpleMessage, type TestMessage } from './support/messages.js';
+import { address, dotsMessage, eightBitMessage, simpleMessage, type TestMessage } from './support/messages.js';
 import { Pop3Client } from './support/pop3-client.js';
 import { assertNoSecretsInLogs, startTestServer, type TestServer } from './support/server.js';
 
