@@ -1,6 +1,7 @@
 export type StoreErrorCode =
   | 'not-found'
   | 'too-large'
+  | 'over-quota'
   | 'lock-lost'
   | 'backend'
   | 'invalid';

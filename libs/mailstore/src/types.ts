@@ -53,6 +53,18 @@ export interface DeliverOptions {
   readonly signal?: AbortSignal;
   /** Reject with `StoreError` code `too-large` once the canonical size passes this. */
   readonly maxSize?: number;
+  /**
+   * Mailbox quota. Reject with `StoreError` code `over-quota` (permanent) when storing this
+   * message would take the mailbox past either limit. Backends with an index check it atomically.
+   */
+  readonly quota?: Quota;
+}
+
+export interface Quota {
+  /** Largest total of canonical octets; 0 or absent: no limit. */
+  readonly maxOctets?: number;
+  /** Largest number of messages; 0 or absent: no limit. */
+  readonly maxMessages?: number;
 }
 
 export interface MailStore {
