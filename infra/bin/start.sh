@@ -1,5 +1,6 @@
 #!/bin/sh
-# Starts the single-node service (embedded default) from a fresh clone: install, build, run.
+# Starts the service from a fresh clone: install, build, run. No argument: the single node
+# (embedded default); `gateway` or `delivery`: one cluster process of that kind (see README).
 set -e
 cd "$(dirname "$0")/../.."
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

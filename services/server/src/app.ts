@@ -23,12 +23,30 @@ export interface RunningServer {
   stop(drainMs?: number): Promise<void>;
 }
 
+/**
+ * Which parts run in this process. `all`: POP3, intake and admin (the single node, tests).
+ * `pop3`: POP3 only (a worker process). `intake`: intake and admin (the primary of a
+ * multi-process single node). `gateway`: POP3 and admin (`npm run start:gateway`).
+ * `delivery`: intake, admin and the store sweeper (`npm run start:delivery`).
+ * `admin`: admin only (the primary of a multi-process gateway).
+ */
+export type ServerRole = 'all' | 'pop3' | 'intake' | 'gateway' | 'delivery' | 'admin';
+
+const RUNS = {
+  all: { pop3: true, intake: true, admin: true },
+  pop3: { pop3: true, intake: false, admin: false },
+  intake: { pop3: false, intake: true, admin: true },
+  gateway: { pop3: true, intake: false, admin: true },
+  delivery: { pop3: false, intake: true, admin: true },
+  admin: { pop3: false, intake: false, admin: true },
+} as const satisfies Record<ServerRole, { pop3: boolean; intake: boolean; admin: boolean }>;
+
 export interface StartOptions {
   /**
    * `all`: POP3, LMTP and admin in this process (one process, or tests). With worker
    * processes, the primary runs `intake` (LMTP and admin) and each worker runs `pop3`.
    */
-  readonly role?: 'all' | 'pop3' | 'intake';
+  readonly role?: ServerRole;
   /** Maildrop locks; default in-process. Workers pass an IpcLockManager. */
   readonly locks?: LockManager;
   /** Where LOGIN-DELAY is enforced; default in-process. Workers pass their IpcLockManager. */
@@ -106,6 +124,7 @@ async function readiness(config: Readonly<ServerConfig>, draining: () => boolean
 
 export async function startServer(config: Readonly<ServerConfig>, logger: Logger, options: StartOptions = {}): Promise<RunningServer> {
   const role = options.role ?? 'all';
+  const runs = RUNS[role];
   const tlsFiles = await prepareTls(config, logger);
   const tls = await loadTlsOptions(tlsFiles);
   const accounts = await openAccounts(config, logger);
@@ -117,18 +136,18 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
   });
   const locks = options.locks ?? new MemoryLockManager();
   // The primary of a multi-process node reports process metrics through its workers' sum only.
-  const metrics = new Metrics({ processMetrics: role !== 'intake', withoutDelivery: role === 'pop3' });
+  const metrics = new Metrics({ processMetrics: role !== 'intake' && role !== 'admin', withoutDelivery: !runs.intake });
 
   let gateway: Gateway | null = null;
   let intake: Intake | null = null;
   let admin: AdminServer | null = null;
   let draining = false;
   try {
-    if (role !== 'intake') {
+    if (runs.pop3) {
       const loginDelayGate = options.loginDelayGate ?? new MemoryLoginDelayGate();
       gateway = await startGateway({ settings: gatewaySettings(config, tls), accounts, store, locks, logger, metrics, loginDelayGate });
     }
-    if (role !== 'pop3' && config.LMTP_LISTEN) {
+    if (runs.intake && config.LMTP_LISTEN) {
       intake = await startLmtp({
         settings: {
           listen: config.LMTP_LISTEN,
@@ -143,7 +162,7 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
         metrics,
       });
     }
-    if (role !== 'pop3' && config.ADMIN_LISTEN) {
+    if (runs.admin && config.ADMIN_LISTEN) {
       const ready = options.ready ?? (() => true);
       const text = options.metricsText?.(metrics) ?? (() => metrics.text());
       admin = await startAdmin(config.ADMIN_LISTEN, () => readiness(config, () => draining, ready), text);

@@ -48,8 +48,50 @@ export const serverSchema = z.object({
       ctx.addIssue({ code: 'custom', message: (e as Error).message });
     }
   }),
+  /** Message store: `maildir` (the embedded default) or `s3` (cluster mode: needs S3_BUCKET and Redis). */
+  STORE: z.enum(['maildir', 's3']).default('maildir'),
+  S3_ENDPOINT: z.url().optional(),
+  S3_BUCKET: z.string().min(3).max(63).optional(),
+  S3_REGION: z.string().min(1).default('us-east-1'),
+  /** Prepended to every object key (`<prefix><mailbox id>/<message id>`). */
+  S3_PREFIX: z.string().default(''),
+  S3_FORCE_PATH_STYLE: boolean.default(false),
+  /** Keep-alive sockets per process to the S3 endpoint. */
+  S3_MAX_SOCKETS: integer(1, 65_536).default(256),
+  /** Deadline for one S3 operation including its retries; then [SYS/TEMP] / 451 4.3.0. */
+  S3_TIMEOUT_MS: integer(100, 600_000).default(10_000),
+  /** Standalone Redis (`redis://[:password@]host:port[/db]`, `rediss://` for TLS). */
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').optional(),
+  /** Sentinel: `host:port` list, with REDIS_SENTINEL_MASTER. */
+  REDIS_SENTINELS: list.default([]),
+  REDIS_SENTINEL_MASTER: z.string().min(1).optional(),
+  /** Redis Cluster: `host:port` seed nodes. */
+  REDIS_CLUSTER_NODES: list.default([]),
+  /** Password for Sentinel- or Cluster-managed Redis nodes (a standalone URL carries its own). */
+  REDIS_PASSWORD: z.string().optional(),
+  REDIS_KEY_PREFIX: z.string().default('postern:'),
+  /** Maildrop lease lifetime in Redis; renewed every third of it. A crashed gateway's lock frees within it. */
+  LOCK_TTL_MS: integer(1_000, 600_000).default(30_000),
+  /** Delivery worker: how often the sweeper finishes pending deletions and removes orphans (0: never). */
+  SWEEP_INTERVAL_S: integer(0).default(300),
+  /** Orphan objects (stored but never indexed) younger than this are left alone. */
+  SWEEP_GRACE_S: integer(60).default(3_600),
   /** POP3 worker processes: a number, or `auto` (one per CPU, at most 4). 1 runs everything in one process. */
   WORKERS: z.union([z.literal('auto'), integer(1, 64)]).default('auto'),
+}).superRefine((c, ctx) => {
+  const redisModes = [c.REDIS_URL !== undefined, c.REDIS_SENTINELS.length > 0, c.REDIS_CLUSTER_NODES.length > 0].filter(Boolean).length;
+  if (redisModes > 1) {
+    ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'set only one of REDIS_URL, REDIS_SENTINELS, REDIS_CLUSTER_NODES' });
+  }
+  if (c.REDIS_SENTINELS.length > 0 && c.REDIS_SENTINEL_MASTER === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['REDIS_SENTINEL_MASTER'], message: 'required with REDIS_SENTINELS (the monitored master name)' });
+  }
+  if (c.STORE === 's3') {
+    if (c.S3_BUCKET === undefined) ctx.addIssue({ code: 'custom', path: ['S3_BUCKET'], message: 'required when STORE=s3' });
+    if (redisModes === 0) {
+      ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'STORE=s3 needs Redis: set REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES' });
+    }
+  }
 });
 
 export type ServerConfigInput = z.output<typeof serverSchema>;

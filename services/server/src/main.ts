@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 /**
  * `npm start`: the single-node service on the embedded default.
+ * `npm run start:gateway` (`main.js gateway`): POP3 and admin only, for a cluster of gateways.
+ * `npm run start:delivery` (`main.js delivery`): LMTP/SMTP intake, admin and the store sweeper.
  *
  * With WORKERS > 1 the primary process runs LMTP intake, the admin endpoints and the maildrop
  * lock table, and forks POP3 worker processes that share the listening sockets (node:cluster).
@@ -16,7 +18,7 @@ import { hashPassword } from '@postern/accounts';
 import { ConfigError } from '@postern/config';
 import { IpcLockManager, LockTable, LoginHistory, serveLocks } from '@postern/locks';
 import { clusterMetricsText, createLogger, exposeToClusterPrimary, type Logger } from '@postern/telemetry';
-import { prepareTls, startServer, type RunningServer } from './app.js';
+import { prepareTls, startServer, type RunningServer, type ServerRole } from './app.js';
 import { loadServerConfig, type ServerConfig } from './config.js';
 
 async function firstRunDemoUser(passwdFile: string): Promise<{ user: string; password: string } | null> {
@@ -40,11 +42,26 @@ function addr(a: { host: string; port: number } | null | undefined): string {
   return a ? `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}` : 'off';
 }
 
-function announce(config: Readonly<ServerConfig>, workers: number, demo: { user: string; password: string } | null): void {
-  const pop3 = config.POP3_LISTEN;
+/** What `main.js [mode]` runs: the whole node, a POP3 gateway, or a delivery worker. */
+export type Mode = 'node' | 'gateway' | 'delivery';
+
+function parseMode(arg: string | undefined): Mode {
+  if (arg === undefined || arg === 'node') return 'node';
+  if (arg === 'gateway' || arg === 'delivery') return arg;
+  throw new ConfigError(`unknown mode "${arg}": use no argument (the whole node), "gateway" or "delivery"`);
+}
+
+function announce(config: Readonly<ServerConfig>, mode: Mode, workers: number, demo: { user: string; password: string } | null): void {
+  const pop3 = mode === 'delivery' ? null : config.POP3_LISTEN;
+  const parts =
+    mode === 'delivery'
+      ? [`LMTP on ${addr(config.LMTP_LISTEN)}`]
+      : [`POP3 on ${addr(pop3)}`, `POP3S on ${addr(config.POP3S_LISTEN)}`, ...(mode === 'node' ? [`LMTP on ${addr(config.LMTP_LISTEN)}`] : [])];
+  const where = config.STORE === 's3' ? `store s3://${config.S3_BUCKET}/${config.S3_PREFIX}` : `users in ${config.PASSWD_FILE}`;
   process.stderr.write(
-    `postern: POP3 on ${addr(pop3)}, POP3S on ${addr(config.POP3S_LISTEN)}, LMTP on ${addr(config.LMTP_LISTEN)}, ` +
-      `${workers} POP3 process${workers === 1 ? '' : 'es'}; users in ${config.PASSWD_FILE}\n`,
+    `postern${mode === 'node' ? '' : ` ${mode}`}: ${parts.join(', ')}` +
+      (mode === 'delivery' ? '' : `, ${workers} POP3 process${workers === 1 ? '' : 'es'}`) +
+      `; ${where}\n`,
   );
   if (demo && pop3) {
     process.stderr.write(
@@ -97,10 +114,11 @@ function onReloadSignal(logger: Logger, forward?: () => void): void {
   });
 }
 
-async function runSingle(config: Readonly<ServerConfig>, logger: Logger): Promise<void> {
-  const demo = await firstRunDemoUser(config.PASSWD_FILE);
-  const server = await startServer(config, logger);
-  announce(config, 1, demo);
+async function runSingle(config: Readonly<ServerConfig>, logger: Logger, mode: Mode): Promise<void> {
+  const demo = mode === 'node' ? await firstRunDemoUser(config.PASSWD_FILE) : null;
+  const role: ServerRole = mode === 'node' ? 'all' : mode;
+  const server = await startServer(config, logger, { role });
+  announce(config, mode, 1, demo);
   onReloadSignal(logger);
   onStopSignals(logger, async (signal) => {
     logger.info({ signal, drainMs: config.DRAIN_TIMEOUT_MS }, 'draining');
@@ -109,8 +127,8 @@ async function runSingle(config: Readonly<ServerConfig>, logger: Logger): Promis
   });
 }
 
-async function runPrimary(config: Readonly<ServerConfig>, logger: Logger, count: number): Promise<void> {
-  const demo = await firstRunDemoUser(config.PASSWD_FILE);
+async function runPrimary(config: Readonly<ServerConfig>, logger: Logger, mode: Mode, count: number): Promise<void> {
+  const demo = mode === 'node' ? await firstRunDemoUser(config.PASSWD_FILE) : null;
   await prepareTls(config, logger); // before forking, so workers never race to generate it
   const table = new LockTable();
   const logins = new LoginHistory();
@@ -135,12 +153,12 @@ async function runPrimary(config: Readonly<ServerConfig>, logger: Logger, count:
   };
 
   const server: RunningServer = await startServer(config, logger, {
-    role: 'intake',
+    role: mode === 'node' ? 'intake' : 'admin',
     ready: () => online.size > 0,
     metricsText: clusterMetricsText,
   });
   for (let i = 0; i < count; i++) fork();
-  announce(config, count, demo);
+  announce(config, mode, count, demo);
   onReloadSignal(logger, () => {
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP');
   });
@@ -157,8 +175,9 @@ async function runPrimary(config: Readonly<ServerConfig>, logger: Logger, count:
 }
 
 async function runWorker(config: Readonly<ServerConfig>, logger: Logger): Promise<void> {
-  const locks = new IpcLockManager(process as unknown as Parameters<typeof serveLocks>[2]);
-  const server = await startServer(config, logger, { role: 'pop3', locks, loginDelayGate: locks });
+  // With a shared store the locks live in Redis; otherwise in the primary's table.
+  const locks = config.STORE === 's3' ? null : new IpcLockManager(process as unknown as Parameters<typeof serveLocks>[2]);
+  const server = await startServer(config, logger, { role: 'pop3', ...(locks ? { locks, loginDelayGate: locks } : {}) });
   exposeToClusterPrimary(server.metrics);
   onReloadSignal(logger);
   let stopping = false;
@@ -169,7 +188,7 @@ async function runWorker(config: Readonly<ServerConfig>, logger: Logger): Promis
   };
   // The primary is gone: no lock service, so no new logins can be safe. Drain and leave.
   process.on('disconnect', () => {
-    locks.disconnected();
+    locks?.disconnected();
     stop().then(() => process.exit(0));
   });
   onStopSignals(logger, stop);
@@ -177,7 +196,9 @@ async function runWorker(config: Readonly<ServerConfig>, logger: Logger): Promis
 
 async function main(): Promise<void> {
   let config: Readonly<ServerConfig>;
+  let mode: Mode;
   try {
+    mode = parseMode(process.argv[2]);
     config = loadServerConfig();
   } catch (e) {
     if (e instanceof ConfigError) {
@@ -186,16 +207,16 @@ async function main(): Promise<void> {
     }
     throw e;
   }
-  const workers = workerCount(config);
+  const workers = mode === 'delivery' ? 1 : workerCount(config);
   const logger = createLogger({
-    service: 'postern',
+    service: mode === 'node' ? 'postern' : `postern-${mode}`,
     level: config.LOG_LEVEL,
     ...(cluster.isWorker ? { bindings: { worker: cluster.worker?.id } } : {}),
   });
   try {
     if (cluster.isWorker) await runWorker(config, logger);
-    else if (workers > 1) await runPrimary(config, logger, workers);
-    else await runSingle(config, logger);
+    else if (workers > 1) await runPrimary(config, logger, mode, workers);
+    else await runSingle(config, logger, mode);
   } catch (e) {
     process.stderr.write(`postern: cannot start: ${(e as Error).message}\n`);
     process.exit(e instanceof ConfigError ? 2 : 1);
