@@ -62,6 +62,8 @@ export class ManagedProcess {
   private output: string[] = [];
   private exited: Promise<void> = Promise.resolve();
   private exitInfo: string | null = null;
+  private readonly lineListeners = new Set<(line: string) => void>();
+  private partial = '';
 
   private constructor(options: ManagedProcessOptions) {
     this.options = options;
@@ -82,6 +84,26 @@ export class ManagedProcess {
     return this.output.join('').split('\n').slice(-lines).join('\n');
   }
 
+  /**
+   * Resolves with the first output line (stdout or stderr) matching `match` printed after this
+   * call; rejects after `timeoutMs` with the process's last lines.
+   */
+  waitForLine(match: (line: string) => boolean, timeoutMs = 15_000): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const listener = (line: string): void => {
+        if (!match(line)) return;
+        clearTimeout(timer);
+        this.lineListeners.delete(listener);
+        resolve(line);
+      };
+      const timer = setTimeout(() => {
+        this.lineListeners.delete(listener);
+        reject(new Error(`${this.options.name}: no matching output line within ${timeoutMs} ms\n${this.tail()}`));
+      }, timeoutMs);
+      this.lineListeners.add(listener);
+    });
+  }
+
   /** (Re)start the process and wait until its port accepts. */
   async start(): Promise<void> {
     if (this.child) throw new Error(`${this.options.name} is already running`);
@@ -93,8 +115,13 @@ export class ManagedProcess {
     });
     this.child = child;
     const keep = (d: Buffer) => {
-      this.output.push(d.toString('utf8'));
+      const text = d.toString('utf8');
+      this.output.push(text);
       if (this.output.length > 200) this.output.splice(0, this.output.length - 200);
+      if (this.lineListeners.size === 0) return;
+      const lines = (this.partial + text).split('\n');
+      this.partial = lines.pop() ?? '';
+      for (const line of lines) for (const listener of this.lineListeners) listener(line);
     };
     child.stdout?.on('data', keep);
     child.stderr?.on('data', keep);
