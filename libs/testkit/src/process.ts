@@ -75,6 +75,16 @@ export class ManagedProcess {
     return p;
   }
 
+  /** Not started yet: attach `onLine` listeners first, then `start()`. */
+  static create(options: ManagedProcessOptions): ManagedProcess {
+    return new ManagedProcess(options);
+  }
+
+  /** Calls `listener` with every output line (stdout and stderr) from now on, across restarts. */
+  onLine(listener: (line: string) => void): void {
+    this.lineListeners.add(listener);
+  }
+
   get pid(): number | null {
     return this.child?.pid ?? null;
   }
