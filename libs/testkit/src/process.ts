@@ -32,6 +32,8 @@ export interface ManagedProcessOptions {
   /** Ready when a TCP connection to this port on 127.0.0.1 succeeds. */
   readonly port: number;
   readonly readyTimeoutMs?: number;
+  /** Polled after the port accepts, within the same deadline, until true (e.g. Redis past loading its AOF). */
+  readonly ready?: () => Promise<boolean>;
 }
 
 /** Resolves once something accepts on 127.0.0.1:port; rejects after the deadline or when `died` fires. */
@@ -148,9 +150,15 @@ export class ManagedProcess {
       });
     });
     try {
+      const deadline = Date.now() + (this.options.readyTimeoutMs ?? 30_000);
       await waitForPort(this.options.port, this.options.readyTimeoutMs ?? 30_000, () =>
         this.exitInfo ? `${this.exitInfo}\n${this.tail()}` : null,
       );
+      while (this.options.ready && !(await this.options.ready().catch(() => false))) {
+        if (this.exitInfo) throw new Error(`${this.exitInfo}\n${this.tail()}`);
+        if (Date.now() > deadline) throw new Error(`${this.options.name} accepts on ${this.options.port} but is not ready`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
     } catch (e) {
       await this.stop();
       throw e;
