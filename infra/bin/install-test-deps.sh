@@ -12,10 +12,35 @@ have doveadm || need+=(dovecot-core)
 have openssl || need+=(openssl)
 have promtool || need+=(prometheus)
 [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+have redis-server || need+=(redis-server)
+have redis-sentinel || need+=(redis-sentinel)
+have redis-cli || need+=(redis-tools)
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  # Packages must not start their services (slapd, samba, postfix, redis would take ports the
+  # tests use): without a policy-rc.d, add one refusing every start for the install only.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d
+    trap "$SUDO rm -f /usr/sbin/policy-rc.d" EXIT
+  fi
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# versitygw (S3 server, Apache-2.0) is built from source with Go; libs/testkit finds it on PATH,
+# $GOBIN, $GOPATH/bin, ~/go/bin or /usr/local/bin.
+vgw_dirs=("${GOBIN:-}" "${GOPATH:+$GOPATH/bin}" "$HOME/go/bin" /usr/local/bin)
+vgw_found() {
+  have versitygw && return 0
+  local d
+  for d in "${vgw_dirs[@]}"; do [ -n "$d" ] && [ -x "$d/versitygw" ] && return 0; done
+  return 1
+}
+if ! vgw_found; then
+  have go || { echo "versitygw is missing and Go is not installed (needed: go install github.com/versity/versitygw/cmd/versitygw@v1.7.0)" >&2; exit 1; }
+  if [ -n "${GOBIN:-}" ]; then gobin="$GOBIN"; elif [ "$(id -u)" -eq 0 ]; then gobin=/usr/local/bin; else gobin="$HOME/go/bin"; fi
+  echo "installing: versitygw v1.7.0 into $gobin"
+  GOBIN="$gobin" go install github.com/versity/versitygw/cmd/versitygw@v1.7.0
 fi
