@@ -5,7 +5,9 @@ export type {
   PasswordCredentials,
   ApopCredentials,
   AccountBackend,
+  Quota,
 } from './types.js';
+export { isQuotaRuleField, parseQuotaRules } from './quota-rule.js';
 export { AccountsError, type AccountsErrorCode } from './errors.js';
 export {
   DEFAULT_SCHEME,

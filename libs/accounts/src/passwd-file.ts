@@ -14,6 +14,7 @@ import { open, stat } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { AccountsError, abortReason } from './errors.js';
 import { parsePasswdLine, splitLines, userKey } from './passwd-format.js';
+import { parseQuotaRules } from './quota-rule.js';
 import { costProfile, defaultDummyHash, dummyHashLike, parsePasswordHash, plaintextOf, type ParsedHash } from './schemes.js';
 import type { PasswordVerifier } from './verifier.js';
 import { VerifierPool } from './verify-pool.js';
@@ -375,6 +376,8 @@ export class PasswdFileBackend implements AccountBackend {
           this.lineWarning(lineNo, `user ${line.username}: ${(e as Error).message}; the user cannot log in`);
         }
       }
+      const { quota, problems } = parseQuotaRules(line.extraFields);
+      for (const problem of problems) this.lineWarning(lineNo, `user ${line.username}: ${problem}; that rule is not used`);
       const plaintext = parsed === null ? null : plaintextOf(parsed);
       if (plaintext !== null) apop = true;
       if (parsed !== null) {
@@ -389,7 +392,7 @@ export class PasswdFileBackend implements AccountBackend {
         parsed,
         plaintext,
         nologin: line.extraFields.has('nologin'),
-        account: Object.freeze({ username: line.username, mailboxId: key, backend: this.name }),
+        account: Object.freeze({ username: line.username, mailboxId: key, backend: this.name, ...(quota ? { quota } : {}) }),
       });
     }
     this.skippedLastParse = skipped;

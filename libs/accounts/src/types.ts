@@ -6,6 +6,14 @@ export interface Account {
   readonly mailboxId: string;
   /** Name of the backend that resolved it (`passwd-file`, `ldap`, ...). */
   readonly backend: string;
+  /** Per-account mailbox quota; a limit left out here falls back to the service default. */
+  readonly quota?: Quota;
+}
+
+/** Mailbox limits (the same shape as the mail store's `Quota`); 0 means no limit. */
+export interface Quota {
+  readonly maxOctets?: number;
+  readonly maxMessages?: number;
 }
 
 export type AuthFailure =

@@ -151,6 +151,20 @@ function bigMessage(totalBytes: number): { source: () => Readable; canonicalLeng
   };
 }
 
+/**
+ * The store stopped reading a big message after a few chunks and left the source to its caller,
+ * who can still drain it (an intake reads to the end of DATA).
+ */
+async function assertStoppedEarly(big: ReturnType<typeof bigMessage>, source: Readable): Promise<void> {
+  const pulled = big.pulled();
+  assert.ok(pulled < 10, `read ${pulled} chunks of 64 KiB past a 100 kB limit`);
+  assert.equal(source.destroyed, false);
+  const drained = new Promise((resolve) => source.once('end', resolve));
+  source.resume();
+  await drained;
+  assert.ok(big.pulled() > pulled);
+}
+
 /** Registers the conformance tests for one backend. `makeStore` is called once per test. */
 export function storeConformance(name: string, makeStore: () => Promise<ConformanceHarness>): void {
   async function withStore(fn: (h: ConformanceHarness) => Promise<void>): Promise<void> {
@@ -461,14 +475,7 @@ export function storeConformance(name: string, makeStore: () => Promise<Conforma
           assert.equal((error as StoreError).temporary, false);
           return true;
         });
-        const pulled = big.pulled();
-        assert.ok(pulled < 10, `read ${pulled} chunks of 64 KiB past a 100 kB limit`);
-        // The source still belongs to the caller, who can drain it (an intake reads to the end of DATA).
-        assert.equal(source.destroyed, false);
-        const drained = new Promise((resolve) => source.once('end', resolve));
-        source.resume();
-        await drained;
-        assert.ok(big.pulled() > pulled);
+        await assertStoppedEarly(big, source);
         // The final CRLF the store adds counts: "abc" is 5 octets.
         await assert.rejects(store.deliver(ALICE, sourceOf(latin1('abc')), { maxSize: 4 }), isStoreError('too-large'));
         assert.deepEqual(await store.stat(ALICE), { count: 0, octets: 0 });
@@ -521,6 +528,79 @@ export function storeConformance(name: string, makeStore: () => Promise<Conforma
           new Set(listed.map((m) => m.uid)),
           new Set(results.map((r) => r.uid)),
         );
+      }));
+
+    test('quota: the message limit admits exactly that many, and room comes back after a deletion', () =>
+      withStore(async ({ store, locks }) => {
+        const quota = { maxMessages: 2 };
+        await store.deliver(ALICE, sourceOf(latin1('Subject: 1\n\na\n')), { quota });
+        await store.deliver(ALICE, sourceOf(latin1('Subject: 2\n\nb\n')), { quota });
+        const source = sourceOf(latin1('Subject: 3\n\nc\n'));
+        await assert.rejects(store.deliver(ALICE, source, { quota }), (error: unknown) => {
+          isStoreError('over-quota')(error);
+          assert.equal((error as StoreError).temporary, false);
+          return true;
+        });
+        // Nothing was stored and the caller still owns the source.
+        assert.equal(source.destroyed, false);
+        source.resume();
+        assert.equal((await store.stat(ALICE)).count, 2);
+        assert.equal((await snapshot(store, locks, ALICE)).length, 2);
+        // Other mailboxes, and deliveries without a quota, are not limited by it.
+        await store.deliver(BOB, sourceOf(latin1('Subject: bob\n\nb\n')), { quota });
+        await store.deliver(ALICE, sourceOf(latin1('Subject: no quota\n\nx\n')));
+        await store.deliver(ALICE, sourceOf(latin1('Subject: zero is no limit\n\nx\n')), { quota: { maxMessages: 0, maxOctets: 0 } });
+        assert.equal((await store.stat(ALICE)).count, 4);
+        const { drop } = await openDrop(store, locks, ALICE);
+        await drop.commit([0, 1, 2]);
+        const fits = await store.deliver(ALICE, sourceOf(latin1('Subject: 5\n\ne\n')), { quota });
+        assert.ok(fits.uid.length > 0);
+        assert.equal((await store.stat(ALICE)).count, 2);
+      }));
+
+    test('quota: the octet limit counts canonical octets, and a message may fill it exactly', () =>
+      withStore(async ({ store }) => {
+        // 'Subject: q\n\n' + 8 x's + '\n' is 21 octets as received, 24 canonical (three CRLFs).
+        const text = (c: string): Buffer => latin1(`Subject: q\n\n${c.repeat(8)}\n`);
+        assert.equal(canonicalReference(text('a')).length, 24);
+        const quota = { maxOctets: 48 };
+        assert.equal((await store.deliver(ALICE, sourceOf(text('a'), 5), { quota })).size, 24);
+        // 23 octets as received (one fewer LF converted) would fit a limit on received octets.
+        await assert.rejects(store.deliver(ALICE, sourceOf(latin1('Subject: q\n\n12345678901\n')), { quota: { maxOctets: 48 } }), isStoreError('over-quota'));
+        assert.deepEqual(await store.stat(ALICE), { count: 1, octets: 24 });
+        assert.equal((await store.deliver(ALICE, sourceOf(text('b'), 7), { quota })).size, 24);
+        assert.deepEqual(await store.stat(ALICE), { count: 2, octets: 48 });
+        // Full: even the smallest message is refused.
+        await assert.rejects(store.deliver(ALICE, sourceOf(latin1('x')), { quota }), isStoreError('over-quota'));
+        assert.deepEqual(await store.stat(ALICE), { count: 2, octets: 48 });
+      }));
+
+    test('quota: a message that cannot fit is refused before it is read whole and leaves nothing behind', () =>
+      withStore(async ({ store, locks }) => {
+        const big = bigMessage(4 * 1024 * 1024);
+        const source = big.source();
+        await assert.rejects(store.deliver(ALICE, source, { quota: { maxOctets: 100_000 } }), isStoreError('over-quota'));
+        await assertStoppedEarly(big, source);
+        assert.deepEqual(await store.stat(ALICE), { count: 0, octets: 0 });
+        assert.deepEqual(await snapshot(store, locks, ALICE), []);
+        // The size limit is checked as well, and names itself.
+        await assert.rejects(store.deliver(ALICE, sourceOf(latin1('abc')), { maxSize: 4, quota: { maxOctets: 1000 } }), isStoreError('too-large'));
+      }));
+
+    test('quota: concurrent deliveries cannot together pass a limit', () =>
+      withStore(async ({ store, locks }) => {
+        const deliverMany = (mailbox: MailboxRef, quota: { maxMessages?: number; maxOctets?: number }) =>
+          Promise.allSettled(
+            Array.from({ length: 24 }, (_, i) => store.deliver(mailbox, sourceOf(latin1(`Subject: race ${String(i).padStart(2, '0')}\n\n${'r'.repeat(100)}\n`), 7), { quota })),
+          );
+        const outcomes = await deliverMany(ALICE, { maxMessages: 5 });
+        assert.equal(outcomes.filter((o) => o.status === 'fulfilled').length, 5);
+        for (const o of outcomes) if (o.status === 'rejected') isStoreError('over-quota')(o.reason);
+        assert.equal((await snapshot(store, locks, ALICE)).length, 5);
+        // Each message is 122 canonical octets: a 650-octet limit holds five.
+        const byOctets = await deliverMany(BOB, { maxOctets: 650 });
+        assert.equal(byOctets.filter((o) => o.status === 'fulfilled').length, 5);
+        assert.deepEqual(await store.stat(BOB), { count: 5, octets: 610 });
       }));
 
     test('mailboxes are separate', () =>

@@ -14,7 +14,8 @@ export {
   type MessageStreamOptions,
 } from './streams.js';
 export { timeOrderedId, naturalCompare } from './ids.js';
-export { LeasedDrop } from './internal.js';
+export { LeasedDrop, consumeSource, guardSource, lockLost, tooLarge } from './internal.js';
+export { hasQuota, quotaFull, type QuotaUsage } from './quota.js';
 export { MemoryStore, MemoryMaildrop } from './memory.js';
 export {
   MaildirStore,

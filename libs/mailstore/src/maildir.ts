@@ -9,6 +9,7 @@ import { StoreError } from './errors.js';
 import { naturalCompare } from './ids.js';
 import { LeasedDrop, asStoreError, consumeSource, guardSource, lockLost, mapLimit, tooLarge } from './internal.js';
 import { openMessageFile, type ReadMode } from './file-reader.js';
+import { checkQuota, hasQuota, overQuota, quotaRoom, type QuotaUsage } from './quota.js';
 import { CanonicalCounter, CanonicalEncoder, LfEncoder, MESSAGE_CHUNK_SIZE, messageStream } from './streams.js';
 import type { DeliverOptions, DeliveryResult, MailboxRef, MailStore, MessageMeta, ReadOptions } from './types.js';
 
@@ -303,13 +304,17 @@ export class MaildirStore implements MailStore {
 
   async deliver(mailbox: MailboxRef, source: Readable, options: DeliverOptions = {}): Promise<DeliveryResult> {
     const unguard = guardSource(source);
-    const { maxSize, signal } = options;
+    const { maxSize, signal, quota } = options;
+    const limited = hasQuota(quota);
     let tmpPath: string | undefined;
     let handle: FileHandle | undefined;
     let moved = false;
     try {
       const root = this.root(mailbox);
       await this.#ensureMaildir(root);
+      // Rejects before reading when there is no room at all, and bounds the read otherwise; the
+      // check that counts is the one under the mailbox's turn, before the rename.
+      const room = limited ? quotaRoom(await maildirUsage(root, this.#mode), quota) : Number.POSITIVE_INFINITY;
       const base = uniqueBaseName(this.#host);
       tmpPath = join(root, 'tmp', base);
       handle = await open(tmpPath, 'wx', 0o600);
@@ -318,6 +323,7 @@ export class MaildirStore implements MailStore {
       await consumeSource(source, signal, async (chunk) => {
         const out = encoder.push(chunk);
         if (maxSize !== undefined && encoder.canonicalSize > maxSize) throw tooLarge(maxSize);
+        if (encoder.canonicalSize > room) throw overQuota(`message passes the ${room} octets left`);
         await writer.write(out);
       });
       const tail = encoder.end();
@@ -329,8 +335,14 @@ export class MaildirStore implements MailStore {
       handle = undefined;
       await closing.close();
       const name = `${base},S=${encoder.storedSize},W=${encoder.canonicalSize}`;
-      await rename(tmpPath, join(root, 'new', name));
-      moved = true;
+      const from = tmpPath;
+      const publish = async (): Promise<void> => {
+        if (limited) checkQuota(await maildirUsage(root, this.#mode), encoder.canonicalSize, quota);
+        await rename(from, join(root, 'new', name));
+        moved = true;
+      };
+      // With a quota, count and publish one delivery at a time per mailbox (in this process).
+      await (limited ? inMailboxTurn(root, publish) : publish());
       if (this.#fsync) await fsyncDirectory(join(root, 'new'));
       return { uid: maildirUid(base), size: encoder.canonicalSize };
     } catch (error) {
@@ -467,6 +479,43 @@ async function listCandidates(root: string, mode: ReadMode): Promise<Candidate[]
   for (const c of fresh) byBase.set(c.parsed.base, c);
   for (const c of seen) byBase.set(c.parsed.base, c);
   return [...byBase.values()];
+}
+
+const mailboxTurns = new Map<string, Promise<void>>();
+
+/** Runs `fn` after every earlier call for the same Maildir (within this process) has finished. */
+async function inMailboxTurn<T>(root: string, fn: () => Promise<T>): Promise<T> {
+  const previous = mailboxTurns.get(root) ?? Promise.resolve();
+  let done!: () => void;
+  const mine = new Promise<void>((resolve) => (done = resolve));
+  const tail = previous.then(() => mine);
+  mailboxTurns.set(root, tail);
+  await previous;
+  try {
+    return await fn();
+  } finally {
+    done();
+    if (mailboxTurns.get(root) === tail) mailboxTurns.delete(root);
+  }
+}
+
+/**
+ * Messages and canonical octets in new/ and cur/ for quota: the `W=` hint, else `S=`, else the
+ * size on disk (a file without hints counts its stored octets until a POP3 session adds them).
+ */
+async function maildirUsage(root: string, mode: ReadMode): Promise<QuotaUsage> {
+  const candidates = await listCandidates(root, mode);
+  const sizes = await mapLimit(candidates, STAT_CONCURRENCY, async (c) =>
+    c.parsed.virtual ?? c.parsed.stored ?? fileSize(join(root, c.dir, c.name), mode),
+  );
+  let count = 0;
+  let octets = 0;
+  for (const size of sizes) {
+    if (size === undefined) continue;
+    count++;
+    octets += size;
+  }
+  return { count, octets };
 }
 
 async function fileSize(path: string, mode: ReadMode): Promise<number | undefined> {

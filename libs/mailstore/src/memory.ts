@@ -3,6 +3,7 @@ import type { Lease } from '@postern/locks';
 import { StoreError } from './errors.js';
 import { timeOrderedId } from './ids.js';
 import { LeasedDrop, consumeSource, guardSource, lockLost, tooLarge } from './internal.js';
+import { checkQuota, hasQuota, overQuota, quotaRoom } from './quota.js';
 import { CanonicalEncoder, MESSAGE_CHUNK_SIZE, messageStream } from './streams.js';
 import type { DeliverOptions, DeliveryResult, MailboxRef, MailStore, MessageMeta, ReadOptions } from './types.js';
 
@@ -37,12 +38,16 @@ export class MemoryStore implements MailStore {
   }
 
   async deliver(mailbox: MailboxRef, source: Readable, options: DeliverOptions = {}): Promise<DeliveryResult> {
-    const { maxSize, signal } = options;
+    const { maxSize, signal, quota } = options;
+    const limited = hasQuota(quota);
+    // Rejects before reading when the mailbox has no room at all; bounds the read otherwise.
+    const room = limited ? quotaRoom(this.#usage(mailbox.id), quota) : Number.POSITIVE_INFINITY;
     const encoder = new CanonicalEncoder();
     const parts: Buffer[] = [];
     const add = (bytes: Buffer): void => {
       if (bytes.length === 0) return;
       if (maxSize !== undefined && encoder.size > maxSize) throw tooLarge(maxSize);
+      if (encoder.size > room) throw overQuota(`message passes the ${room} octets left`);
       // Copy: a source may reuse its buffers.
       parts.push(Buffer.from(bytes));
     };
@@ -54,6 +59,8 @@ export class MemoryStore implements MailStore {
     }
     add(encoder.end());
     const bytes = Buffer.concat(parts, encoder.size);
+    // No await from here to the push: the check and the append are one step.
+    if (limited) checkQuota(this.#usage(mailbox.id), bytes.length, quota);
     const uid = timeOrderedId();
     const data = this.#mailboxes;
     let list = data.get(mailbox.id);
@@ -63,7 +70,11 @@ export class MemoryStore implements MailStore {
   }
 
   async stat(mailbox: MailboxRef): Promise<{ count: number; octets: number }> {
-    const list = this.#mailboxes.get(mailbox.id) ?? [];
+    return this.#usage(mailbox.id);
+  }
+
+  #usage(id: string): { count: number; octets: number } {
+    const list = this.#mailboxes.get(id) ?? [];
     let octets = 0;
     for (const message of list) octets += message.bytes.length;
     return { count: list.length, octets };
