@@ -5,14 +5,25 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { LoginDelayGate, LoginHistory } from './login-delay.js';
+import type { LoginAttempt, LoginThrottle, ThrottleTable, ThrottleVerdict } from './throttle.js';
 import type { Lease, LockManager } from './types.js';
 
 type Request =
   | { readonly postern: 'lock'; readonly op: 'acquire'; readonly id: number; readonly key: string }
   | { readonly postern: 'lock'; readonly op: 'release'; readonly id: number; readonly key: string; readonly token: string }
-  | { readonly postern: 'lock'; readonly op: 'login-delay'; readonly id: number; readonly key: string; readonly delayMs: number };
+  | { readonly postern: 'lock'; readonly op: 'login-delay'; readonly id: number; readonly key: string; readonly delayMs: number }
+  | { readonly postern: 'lock'; readonly op: ThrottleOp; readonly id: number; readonly ip: string; readonly username: string };
 
-type Response = { readonly postern: 'lock-reply'; readonly id: number; readonly token: string | null; readonly fence: number };
+type ThrottleOp = 'throttle-check' | 'throttle-failure' | 'throttle-success';
+
+type Response = {
+  readonly postern: 'lock-reply';
+  readonly id: number;
+  readonly token: string | null;
+  readonly fence: number;
+  /** For throttle requests: the verdict (check), or null; absent when the primary keeps no throttle. */
+  readonly verdict?: ThrottleVerdict | null;
+};
 
 const DISCONNECTED: Response = { postern: 'lock-reply', id: -1, token: null, fence: 0 };
 
@@ -63,11 +74,22 @@ function isRequest(m: unknown): m is Request {
   return typeof m === 'object' && m !== null && (m as { postern?: unknown }).postern === 'lock';
 }
 
-/** Primary side: answer lock (and LOGIN-DELAY) requests from one worker. */
-export function serveLocks(table: LockTable, owner: string, peer: IpcPeer, history?: LoginHistory): void {
+/** Primary side: answer lock (and LOGIN-DELAY, login throttle) requests from one worker. */
+export function serveLocks(table: LockTable, owner: string, peer: IpcPeer, history?: LoginHistory, throttle?: ThrottleTable): void {
   peer.on('message', (m) => {
     if (!isRequest(m)) return;
-    if (m.op === 'login-delay') {
+    if (m.op === 'throttle-check' || m.op === 'throttle-failure' || m.op === 'throttle-success') {
+      const attempt = { ip: m.ip, username: m.username };
+      let verdict: ThrottleVerdict | null | undefined;
+      if (throttle) {
+        verdict = null;
+        if (m.op === 'throttle-check') verdict = throttle.check(attempt);
+        else if (m.op === 'throttle-failure') throttle.recordFailure(attempt);
+        else throttle.recordSuccess(attempt);
+      }
+      const reply: Response = { postern: 'lock-reply', id: m.id, token: null, fence: 0, ...(verdict === undefined ? {} : { verdict }) };
+      peer.send(reply);
+    } else if (m.op === 'login-delay') {
       // `token` non-null means admitted.
       const admitted = history ? history.admit(m.key, m.delayMs) : true;
       const reply: Response = { postern: 'lock-reply', id: m.id, token: admitted ? 'admitted' : null, fence: 0 };
@@ -76,7 +98,7 @@ export function serveLocks(table: LockTable, owner: string, peer: IpcPeer, histo
       const got = table.acquire(owner, m.key);
       const reply: Response = { postern: 'lock-reply', id: m.id, token: got?.token ?? null, fence: got?.fence ?? 0 };
       peer.send(reply);
-    } else {
+    } else if (m.op === 'release') {
       table.release(m.key, m.token);
       const reply: Response = { postern: 'lock-reply', id: m.id, token: null, fence: 0 };
       peer.send(reply);
@@ -84,8 +106,8 @@ export function serveLocks(table: LockTable, owner: string, peer: IpcPeer, histo
   });
 }
 
-/** Worker side: a LockManager (and LOGIN-DELAY gate) whose tables live in the primary process. */
-export class IpcLockManager implements LockManager, LoginDelayGate {
+/** Worker side: a LockManager (and LOGIN-DELAY gate, login throttle) whose tables live in the primary process. */
+export class IpcLockManager implements LockManager, LoginDelayGate, LoginThrottle {
   readonly kind = 'ipc';
   readonly #channel: IpcPeer;
   readonly #pending = new Map<number, (r: Response) => void>();
@@ -105,7 +127,11 @@ export class IpcLockManager implements LockManager, LoginDelayGate {
   }
 
   #ask(
-    request: { op: 'acquire'; key: string } | { op: 'release'; key: string; token: string } | { op: 'login-delay'; key: string; delayMs: number },
+    request:
+      | { op: 'acquire'; key: string }
+      | { op: 'release'; key: string; token: string }
+      | { op: 'login-delay'; key: string; delayMs: number }
+      | { op: ThrottleOp; ip: string; username: string },
   ): Promise<Response> {
     const id = ++this.#next;
     return new Promise<Response>((resolve, reject) => {
@@ -128,6 +154,26 @@ export class IpcLockManager implements LockManager, LoginDelayGate {
   async admit(key: string, delayMs: number): Promise<boolean> {
     const r = await this.#ask({ op: 'login-delay', key, delayMs });
     return r.token !== null;
+  }
+
+  async #throttle(op: ThrottleOp, attempt: LoginAttempt): Promise<ThrottleVerdict | null> {
+    const r = await this.#ask({ op, ip: attempt.ip, username: attempt.username });
+    if (r.verdict === undefined) throw new Error('the primary process keeps no login throttle');
+    return r.verdict;
+  }
+
+  async checkLogin(attempt: LoginAttempt): Promise<ThrottleVerdict> {
+    const verdict = await this.#throttle('throttle-check', attempt);
+    if (verdict === null) throw new Error('login throttle: no verdict from the primary process');
+    return verdict;
+  }
+
+  async recordFailure(attempt: LoginAttempt): Promise<void> {
+    await this.#throttle('throttle-failure', attempt);
+  }
+
+  async recordSuccess(attempt: LoginAttempt): Promise<void> {
+    await this.#throttle('throttle-success', attempt);
   }
 
   async acquire(key: string): Promise<Lease | null> {

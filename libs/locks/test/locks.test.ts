@@ -1,20 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
 import { IpcLockManager, LockTable, LoginHistory, MemoryLockManager, serveLocks, type IpcPeer } from '../src/index.js';
-
-/** Two ends of an in-memory message channel, delivering asynchronously like IPC does. */
-function channelPair(): [IpcPeer, IpcPeer] {
-  const a = new EventEmitter();
-  const b = new EventEmitter();
-  const end = (self: EventEmitter, other: EventEmitter): IpcPeer => ({
-    send: (m: unknown) => setImmediate(() => other.emit('message', structuredClone(m))),
-    on: (event, listener) => self.on(event, listener),
-  });
-  return [end(a, b), end(b, a)];
-}
+import { channelPair } from './channel.js';
 
 describe('MemoryLockManager', () => {
   it('one holder per key until release; the lease signal aborts on release', async () => {
