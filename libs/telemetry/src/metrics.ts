@@ -102,6 +102,13 @@ export class Metrics {
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
+  readonly backendDuration = new client.Histogram({
+    name: `${NS}_backend_request_duration_seconds`,
+    help: 'Requests of the cluster store to its backends: S3 (get, get-range, put, head, delete, list) and Redis round trips (acquire, renew, release, commit, index, ...).',
+    labelNames: ['backend', 'operation', 'result'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
   readonly tlsHandshakes = new client.Counter({
     name: `${NS}_tls_handshakes_total`,
     help: 'TLS handshakes, on the implicit-TLS listener and by STLS, and whether they succeeded.',

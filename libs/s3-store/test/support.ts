@@ -1,0 +1,91 @@
+/** Shared test wiring: real redis-server and versitygw from the testkit, one store per test. */
+import { Cluster, Redis } from 'ioredis';
+import { startRedis, startS3, type RedisServer, type S3Server } from '@postern/testkit';
+import {
+  RedisIndex,
+  RedisLockManager,
+  S3MailStore,
+  S3Objects,
+  createS3Client,
+  parseS3Settings,
+  type RedisClient,
+} from '../src/index.js';
+
+let counter = 0;
+
+export interface Backends {
+  readonly redisServer: RedisServer;
+  readonly s3Server: S3Server;
+}
+
+export async function startBackends(): Promise<Backends> {
+  const [redisServer, s3Server] = await Promise.all([startRedis(), startS3()]);
+  return { redisServer, s3Server };
+}
+
+export async function stopBackends(b: Backends | undefined): Promise<void> {
+  await Promise.all([b?.redisServer.stop(), b?.s3Server.stop()]);
+}
+
+export interface Rig {
+  readonly redis: RedisClient;
+  readonly index: RedisIndex;
+  readonly s3: S3Objects;
+  readonly store: S3MailStore;
+  readonly locks: RedisLockManager;
+  /** Another client, index, store and lock manager over the same data (a second process). */
+  another(): Rig;
+  close(): Promise<void>;
+}
+
+export interface RigOptions {
+  readonly ttlMs?: number;
+  readonly retryDeadlineMs?: number;
+  readonly sweepGraceMs?: number;
+  readonly spoolMemoryBytes?: number;
+  /** Key prefix and S3 prefix; default a fresh one per rig. */
+  readonly namespace?: string;
+}
+
+export type RedisFactory = () => RedisClient;
+
+export function standaloneRedis(server: RedisServer): RedisFactory {
+  return () => new Redis(server.url, { maxRetriesPerRequest: 2, commandTimeout: 5_000 });
+}
+
+export function clusterRedis(nodes: ReadonlyArray<{ host: string; port: number }>): RedisFactory {
+  return () => new Cluster(nodes.map((n) => ({ ...n })), { redisOptions: { maxRetriesPerRequest: 2, commandTimeout: 5_000 } });
+}
+
+export function makeRig(s3Server: S3Server, redisFactory: RedisFactory, options: RigOptions = {}): Rig {
+  const namespace = options.namespace ?? `t${process.pid}-${++counter}-${Date.now().toString(36)}`;
+  const build = (): Rig => {
+    const redis = redisFactory();
+    const index = new RedisIndex(redis, { keyPrefix: `${namespace}:` });
+    const settings = parseS3Settings({ ...s3Server.env, S3_RETRY_DEADLINE_MS: String(options.retryDeadlineMs ?? 3_000) });
+    const client = createS3Client(settings, { accessKeyId: s3Server.accessKeyId, secretAccessKey: s3Server.secretAccessKey });
+    const s3 = new S3Objects(client, { bucket: settings.bucket, retryDeadlineMs: settings.retryDeadlineMs });
+    const store = new S3MailStore({
+      s3,
+      index,
+      prefix: `${namespace}/`,
+      ...(options.sweepGraceMs !== undefined ? { sweepGraceMs: options.sweepGraceMs } : {}),
+      ...(options.spoolMemoryBytes !== undefined ? { spoolMemoryBytes: options.spoolMemoryBytes } : {}),
+    });
+    const locks = new RedisLockManager(index, { ttlMs: options.ttlMs ?? 30_000 });
+    return {
+      redis,
+      index,
+      s3,
+      store,
+      locks,
+      another: build,
+      async close() {
+        await store.close();
+        await index.close();
+        client.destroy();
+      },
+    };
+  };
+  return build();
+}
