@@ -5,7 +5,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { CredentialCache, PasswdFileBackend, type AccountBackend } from '@postern/accounts';
 import { DEFAULT_GATEWAY_SETTINGS, startGateway, type Gateway, type GatewaySettings } from '@postern/gateway';
-import { startLmtp, type Intake } from '@postern/delivery';
+import { startIntake, type Intake } from '@postern/delivery';
 import { MemoryLockManager, MemoryLoginDelayGate, type LockManager, type LoginDelayGate } from '@postern/locks';
 import { MaildirStore, maildirPathFromTemplate } from '@postern/mailstore';
 import { Metrics, type Logger } from '@postern/telemetry';
@@ -147,14 +147,20 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
       const loginDelayGate = options.loginDelayGate ?? new MemoryLoginDelayGate();
       gateway = await startGateway({ settings: gatewaySettings(config, tls), accounts, store, locks, logger, metrics, loginDelayGate });
     }
-    if (runs.intake && config.LMTP_LISTEN) {
-      intake = await startLmtp({
+    if (runs.intake && (config.LMTP_LISTEN || config.SMTP_LISTEN)) {
+      intake = await startIntake({
         settings: {
-          listen: config.LMTP_LISTEN,
+          lmtp: config.LMTP_LISTEN,
+          smtp: config.SMTP_LISTEN,
           maxMessageSize: config.MAX_MESSAGE_SIZE,
           hostname: hostname() || 'localhost',
           spoolDir: join(config.DATA_DIR, 'spool'),
           maxConnections: 100,
+          concurrency: config.DELIVERY_CONCURRENCY,
+          slotWaitMs: config.DELIVERY_SLOT_WAIT_MS,
+          quota: { maxOctets: config.QUOTA_MAX_OCTETS, maxMessages: config.QUOTA_MAX_MESSAGES },
+          smtpDomains: config.SMTP_DOMAINS,
+          tls,
         },
         accounts,
         store,

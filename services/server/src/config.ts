@@ -8,6 +8,16 @@ export const serverSchema = z.object({
   POP3_LISTEN: listenAddress.prefault('127.0.0.1:1110'),
   POP3S_LISTEN: listenAddress.prefault('127.0.0.1:1995'),
   LMTP_LISTEN: listenAddress.prefault('127.0.0.1:2424'),
+  /** SMTP intake for local mailboxes only (no AUTH, no relay); off unless set. */
+  SMTP_LISTEN: listenAddress.prefault('off'),
+  /** Domains SMTP accepts mail for (others: 550 5.7.1); empty: any address of a known user. */
+  SMTP_DOMAINS: list.default([]),
+  /** Default mailbox quota (canonical octets, messages); 0: no limit. The passwd-file's quota_rule overrides it. */
+  QUOTA_MAX_OCTETS: integer(0).default(0),
+  QUOTA_MAX_MESSAGES: integer(0).default(0),
+  /** Deliveries in flight per process; more wait up to DELIVERY_SLOT_WAIT_MS, then get 451 4.3.2. */
+  DELIVERY_CONCURRENCY: integer(1, 10_000).default(32),
+  DELIVERY_SLOT_WAIT_MS: integer(0, 170_000).default(60_000),
   ADMIN_LISTEN: listenAddress.prefault('127.0.0.1:9110'),
   DATA_DIR: z.string().min(1).default('./var'),
   PASSWD_FILE: z.string().min(1).optional(),
