@@ -30,6 +30,14 @@ describe('startRedis', () => {
     assert.equal(await redisCommand(redis, ['GET', 'k']), 'v1');
   });
 
+  test('a crash (SIGKILL) and start keep acknowledged writes', async () => {
+    await redisCommand(redis, ['SET', 'crash', 'acked']);
+    await redis.proc.kill();
+    await assert.rejects(redisCommand(redis, ['PING']), /ECONNREFUSED/);
+    await redis.proc.start();
+    assert.equal(await redisCommand(redis, ['GET', 'crash']), 'acked');
+  });
+
   test('SIGSTOP pauses it (commands time out) and SIGCONT resumes it', async () => {
     redis.proc.signal('SIGSTOP');
     await assert.rejects(redisCommand(redis, ['PING'], 300), /no reply/);
