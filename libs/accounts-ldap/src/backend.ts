@@ -14,7 +14,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { AccountsError, type Account, type AccountBackend, type ApopCredentials, type AuthResult, type PasswordCredentials } from '@postern/accounts';
 import { ResultCodeError, type Entry } from 'ldapts';
 import { escapeDnValue, escapeFilterValue, fillTemplate, loginAttributeOf, templateIsDn } from './escape.js';
-import { LdapConnection, Pool, Servers, abortReason, parseLdapUrl, unavailable, type LdapStats } from './pool.js';
+import { LdapConnection, Pool, Servers, abortReason, parseLdapUrl, unavailable, type LdapStats, type ServerUrl } from './pool.js';
 import { STATE_ATTRIBUTES, adBindFailure, firstValue, allValues, formatGuid, refusalFromAttributes } from './state.js';
 
 export type LdapMode = 'search-bind' | 'direct-bind';
@@ -77,6 +77,39 @@ function assertOption(ok: boolean, text: string): void {
   if (!ok) throw new RangeError(text);
 }
 
+/** Checks the combination of options (messages name the config keys); returns the parsed URLs. */
+export function checkLdapOptions(options: LdapBackendOptions): ServerUrl[] {
+  const servers = options.urls.map((u) => {
+    try {
+      return parseLdapUrl(u);
+    } catch (e) {
+      throw new RangeError(`LDAP_URLS: ${message(e)}`);
+    }
+  });
+  assertOption(servers.length > 0, 'LDAP_URLS: at least one URL is needed');
+  const startTls = options.startTls ?? false;
+  for (const s of servers) {
+    assertOption(!(s.secure && startTls), `LDAP_STARTTLS: ${s.url} is already ldaps://; use ldap:// URLs with StartTLS`);
+    assertOption(s.secure || startTls || options.allowPlaintext === true, `LDAP_URLS: ${s.url} would send passwords in the clear; use ldaps://, set LDAP_STARTTLS=true, or LDAP_ALLOW_PLAINTEXT=true`);
+  }
+  assertOption(options.userFilter.includes('%u'), 'LDAP_USER_FILTER: must contain %u');
+  assertOption(options.userFilter.trim().startsWith('(') && options.userFilter.trim().endsWith(')'), 'LDAP_USER_FILTER: must be a parenthesised filter');
+  const checkTemplate = (key: string, template: string, escape: (v: string) => string): void => {
+    try {
+      fillTemplate(template, 'x', escape);
+    } catch (e) {
+      throw new RangeError(`${key}: ${message(e)}`);
+    }
+  };
+  checkTemplate('LDAP_USER_FILTER', options.userFilter, escapeFilterValue);
+  if (options.bindTemplate !== undefined) checkTemplate('LDAP_BIND_TEMPLATE', options.bindTemplate, escapeDnValue);
+  if (options.mode === 'direct-bind') {
+    assertOption(options.bindTemplate?.includes('%u') === true, 'LDAP_BIND_TEMPLATE: direct-bind needs a template with %u');
+  }
+  assertOption((options.bindDn === undefined) === (options.bindPassword === undefined), 'LDAP_BIND_DN and LDAP_BIND_PASSWORD (or LDAP_BIND_PASSWORD_FILE) go together');
+  return servers;
+}
+
 export class LdapBackend implements AccountBackend {
   readonly name: string;
   readonly stats: LdapStats = { connects: 0, binds: 0, searches: 0 };
@@ -94,19 +127,8 @@ export class LdapBackend implements AccountBackend {
   private readonly bindTemplateIsDn: boolean;
 
   constructor(options: LdapBackendOptions) {
-    const servers = options.urls.map(parseLdapUrl);
-    assertOption(servers.length > 0, 'LDAP_URLS: at least one URL is needed');
+    const servers = checkLdapOptions(options);
     const startTls = options.startTls ?? false;
-    for (const s of servers) {
-      assertOption(!(s.secure && startTls), `LDAP_STARTTLS: ${s.url} is already ldaps://; use ldap:// URLs with StartTLS`);
-      assertOption(s.secure || startTls || options.allowPlaintext === true, `LDAP_URLS: ${s.url} would send passwords in the clear; use ldaps://, set LDAP_STARTTLS=true, or LDAP_ALLOW_PLAINTEXT=true`);
-    }
-    assertOption(options.userFilter.includes('%u'), 'LDAP_USER_FILTER: must contain %u');
-    assertOption(options.userFilter.trim().startsWith('(') && options.userFilter.trim().endsWith(')'), 'LDAP_USER_FILTER: must be a parenthesised filter');
-    if (options.mode === 'direct-bind') {
-      assertOption(options.bindTemplate?.includes('%u') === true, 'LDAP_BIND_TEMPLATE: direct-bind needs a template with %u');
-    }
-    assertOption((options.bindDn === undefined) === (options.bindPassword === undefined), 'LDAP_BIND_DN and LDAP_BIND_PASSWORD (or LDAP_BIND_PASSWORD_FILE) go together');
     this.options = options;
     this.name = options.name ?? 'ldap';
     this.now = options.now ?? Date.now;

@@ -1,6 +1,6 @@
 /** The public configuration keys (LDAP_*) turned into LdapBackendOptions; errors name the key. */
 import { readFileSync } from 'node:fs';
-import type { LdapBackendOptions, LdapMode } from './backend.js';
+import { checkLdapOptions, type LdapBackendOptions, type LdapMode } from './backend.js';
 
 /** The LDAP_* settings as the service's config schema parses them. */
 export interface LdapConfig {
@@ -32,7 +32,7 @@ function readKeyFile(key: string, path: string): string {
   }
 }
 
-/** Validates the combination and reads LDAP_CA_FILE and LDAP_BIND_PASSWORD_FILE. */
+/** Validates the combination and reads LDAP_CA_FILE and LDAP_BIND_PASSWORD_FILE; errors start with the key. */
 export function ldapOptionsFromConfig(c: LdapConfig): LdapBackendOptions {
   if (c.LDAP_URLS.length === 0) throw new RangeError('LDAP_URLS: required when AUTH includes ldap');
   if (!c.LDAP_BASE_DN) throw new RangeError('LDAP_BASE_DN: required when AUTH includes ldap');
@@ -51,7 +51,7 @@ export function ldapOptionsFromConfig(c: LdapConfig): LdapBackendOptions {
   if (c.LDAP_MODE === 'direct-bind' && !c.LDAP_BIND_TEMPLATE?.includes('%u')) {
     throw new RangeError('LDAP_BIND_TEMPLATE: required with %u when LDAP_MODE=direct-bind');
   }
-  return {
+  const options: LdapBackendOptions = {
     urls: c.LDAP_URLS,
     mode: c.LDAP_MODE,
     ...(c.LDAP_BIND_DN !== undefined && password !== undefined ? { bindDn: c.LDAP_BIND_DN, bindPassword: password } : {}),
@@ -69,4 +69,6 @@ export function ldapOptionsFromConfig(c: LdapConfig): LdapBackendOptions {
     timeoutMs: c.LDAP_TIMEOUT_MS,
     poolSize: c.LDAP_POOL_SIZE,
   };
+  checkLdapOptions(options);
+  return options;
 }

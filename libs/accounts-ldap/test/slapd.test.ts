@@ -304,8 +304,10 @@ describe('LdapBackend against slapd', () => {
       assert.throws(() => ldapOptionsFromConfig({ ...base, LDAP_CA_FILE: join(dir, 'missing') }), /LDAP_CA_FILE: cannot read .*ENOENT/);
       assert.throws(() => ldapOptionsFromConfig({ ...base, LDAP_BASE_DN: undefined }), /LDAP_BASE_DN: required/);
       assert.throws(() => ldapOptionsFromConfig({ ...base, LDAP_MODE: 'direct-bind' }), /LDAP_BIND_TEMPLATE: required/);
-      assert.throws(() => new LdapBackend(ldapOptionsFromConfig({ ...base, LDAP_USER_FILTER: '(uid=alice)' })), /LDAP_USER_FILTER: must contain %u/);
-      assert.throws(() => new LdapBackend(ldapOptionsFromConfig({ ...base, LDAP_STARTTLS: true })), /LDAP_STARTTLS: .*already ldaps/);
+      assert.throws(() => ldapOptionsFromConfig({ ...base, LDAP_USER_FILTER: '(uid=alice)' }), /LDAP_USER_FILTER: must contain %u/);
+      assert.throws(() => ldapOptionsFromConfig({ ...base, LDAP_USER_FILTER: '(&(uid=%u)(cn=%s))' }), /LDAP_USER_FILTER: unknown placeholder %s/);
+      assert.throws(() => ldapOptionsFromConfig({ ...base, LDAP_URLS: ['http://x'] }), /LDAP_URLS: .*not an ldap/);
+      assert.throws(() => ldapOptionsFromConfig({ ...base, LDAP_STARTTLS: true }), /LDAP_STARTTLS: .*already ldaps/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

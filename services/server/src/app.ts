@@ -3,7 +3,8 @@ import { constants } from 'node:fs';
 import { access, mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { CredentialCache, PasswdFileBackend, type AccountBackend } from '@postern/accounts';
+import { ChainBackend, CredentialCache, PasswdFileBackend, type AccountBackend } from '@postern/accounts';
+import { LdapBackend, ldapOptionsFromConfig } from '@postern/accounts-ldap';
 import { DEFAULT_GATEWAY_SETTINGS, startGateway, type Gateway, type GatewaySettings } from '@postern/gateway';
 import { startIntake, type Intake } from '@postern/delivery';
 import { MemoryLockManager, MemoryLoginDelayGate, type LockManager, type LoginDelayGate } from '@postern/locks';
@@ -59,17 +60,33 @@ export interface StartOptions {
 
 async function openAccounts(config: Readonly<ServerConfig>, logger: Logger): Promise<AccountBackend> {
   let cache: CredentialCache | null = null;
-  const passwd = await PasswdFileBackend.open({
-    path: config.PASSWD_FILE,
-    onWarning: (w) => logger.warn({ file: w.file, line: w.line }, w.message),
-    onReload: (r) => {
-      // A changed password takes effect at once, not when the cached verification expires.
-      cache?.clear();
-      logger.info({ file: r.file, users: r.users, skipped: r.skipped }, 'password file loaded');
-    },
-  });
-  if (config.CREDENTIAL_CACHE_TTL_S > 0) cache = new CredentialCache(passwd, { ttlMs: config.CREDENTIAL_CACHE_TTL_S * 1000 });
-  return cache ?? passwd;
+  const opened: AccountBackend[] = [];
+  try {
+    // AUTH: the backends in the order they are asked (ChainBackend when more than one).
+    for (const kind of config.AUTH) {
+      if (kind === 'ldap') {
+        opened.push(new LdapBackend(ldapOptionsFromConfig(config)));
+        continue;
+      }
+      opened.push(
+        await PasswdFileBackend.open({
+          path: config.PASSWD_FILE,
+          onWarning: (w) => logger.warn({ file: w.file, line: w.line }, w.message),
+          onReload: (r) => {
+            // A changed password takes effect at once, not when the cached verification expires.
+            cache?.clear();
+            logger.info({ file: r.file, users: r.users, skipped: r.skipped }, 'password file loaded');
+          },
+        }),
+      );
+    }
+  } catch (e) {
+    await Promise.allSettled(opened.map((b) => b.close?.()));
+    throw e;
+  }
+  const accounts = opened.length === 1 ? (opened[0] as AccountBackend) : new ChainBackend(opened);
+  if (config.CREDENTIAL_CACHE_TTL_S > 0) cache = new CredentialCache(accounts, { ttlMs: config.CREDENTIAL_CACHE_TTL_S * 1000 });
+  return cache ?? accounts;
 }
 
 /** The certificate files, generating a self-signed pair on first run. */

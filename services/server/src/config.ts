@@ -1,5 +1,6 @@
 /** The single node's settings. Names are public interface: operators' scripts use them. */
 import { resolve } from 'node:path';
+import { ldapOptionsFromConfig } from '@postern/accounts-ldap';
 import { boolean, integer, list, listenAddress, loadConfig, z, type LoadOptions } from '@postern/config';
 import { trustedNetworks } from '@postern/gateway';
 import { LOG_LEVELS } from '@postern/telemetry';
@@ -46,6 +47,27 @@ export const serverSchema = z.object({
   EXPIRE: z.union([z.literal('NEVER'), integer(0)]).optional(),
   MAX_MESSAGE_SIZE: integer(1_024).default(50 * 1024 * 1024),
   CREDENTIAL_CACHE_TTL_S: integer(0, 86_400).default(60),
+  /** Account backends asked in this order: `passwd-file`, `ldap` (e.g. `ldap,passwd-file`). */
+  AUTH: list.pipe(z.array(z.enum(['passwd-file', 'ldap'])).min(1, 'name at least one backend')).default(['passwd-file']),
+  /** LDAP / Active Directory (AUTH includes ldap): see libs/accounts-ldap/README.md. */
+  LDAP_URLS: list.default([]),
+  LDAP_MODE: z.enum(['search-bind', 'direct-bind']).default('search-bind'),
+  LDAP_BIND_DN: z.string().min(1).optional(),
+  LDAP_BIND_PASSWORD: z.string().min(1).optional(),
+  LDAP_BIND_PASSWORD_FILE: z.string().min(1).optional(),
+  LDAP_BASE_DN: z.string().min(1).optional(),
+  LDAP_USER_FILTER: z.string().min(1).default('(&(objectClass=inetOrgPerson)(uid=%u))'),
+  LDAP_BIND_TEMPLATE: z.string().min(1).optional(),
+  LDAP_STARTTLS: boolean.default(false),
+  LDAP_CA_FILE: z.string().min(1).optional(),
+  LDAP_ALLOW_PLAINTEXT: boolean.default(false),
+  LDAP_REQUIRED_GROUP: z.string().min(1).optional(),
+  LDAP_REQUIRED_GROUP_NESTED: boolean.default(false),
+  LDAP_MAILBOX_ATTRIBUTE: z.string().min(1).default('entryUUID'),
+  LDAP_MAIL_ATTRIBUTES: list.default(['mail']),
+  LDAP_CONNECT_TIMEOUT_MS: integer(100, 60_000).default(2_000),
+  LDAP_TIMEOUT_MS: integer(100, 60_000).default(5_000),
+  LDAP_POOL_SIZE: integer(1, 256).default(8),
   MAILDIR_FSYNC: boolean.default(true),
   MAILDIR_READ_MODE: z.enum(['sync', 'async']).default('sync'),
   MAILDIR_SAVE_CRLF: boolean.default(true),
@@ -89,6 +111,16 @@ export const serverSchema = z.object({
   /** POP3 worker processes: a number, or `auto` (one per CPU, at most 4). 1 runs everything in one process. */
   WORKERS: z.union([z.literal('auto'), integer(1, 64)]).default('auto'),
 }).superRefine((c, ctx) => {
+  if (c.AUTH.includes('ldap')) {
+    try {
+      ldapOptionsFromConfig(c);
+    } catch (e) {
+      // The message starts with the key ("LDAP_BASE_DN: required ...").
+      const text = (e as Error).message;
+      const key = /^(LDAP_[A-Z_]+)/.exec(text)?.[1] ?? 'AUTH';
+      ctx.addIssue({ code: 'custom', path: [key], message: text.startsWith(`${key}: `) ? text.slice(key.length + 2) : text });
+    }
+  }
   const redisModes = [c.REDIS_URL !== undefined, c.REDIS_SENTINELS.length > 0, c.REDIS_CLUSTER_NODES.length > 0].filter(Boolean).length;
   if (redisModes > 1) {
     ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'set only one of REDIS_URL, REDIS_SENTINELS, REDIS_CLUSTER_NODES' });
