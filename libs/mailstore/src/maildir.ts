@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, statSync, type Stats } from 'node:fs';
 import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -101,6 +101,20 @@ export function withSizeHints(parsed: MaildirName, stored: number, virtual: numb
  * The UIDL of a Maildir message: its base name when that is 1..70 characters of 0x21..0x7E,
  * otherwise `h.` and 27 characters of the base64url SHA-256 of the base name.
  */
+/**
+ * Delivery time from a Maildir base name (`<secs>.…`, as every Maildir writer names new
+ * files), in ms since the epoch; undefined when the name does not start that way.
+ */
+export function maildirReceived(base: string): number | undefined {
+  const dot = base.indexOf('.');
+  if (dot < 1 || dot > 12) return undefined;
+  for (let i = 0; i < dot; i++) {
+    const c = base.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return undefined;
+  }
+  return Number(base.slice(0, dot)) * 1000;
+}
+
 export function maildirUid(base: string): string {
   let printable = base.length >= 1 && base.length <= MAX_UID_LENGTH;
   for (let i = 0; printable && i < base.length; i++) {
@@ -233,6 +247,8 @@ interface Entry {
   stored: number;
   /** Canonical octets. */
   size: number;
+  /** Delivery time (ms since the epoch), when known. */
+  received?: number;
 }
 
 interface Candidate {
@@ -409,19 +425,21 @@ export class MaildirStore implements MailStore {
   async #entry(root: string, c: Candidate, realSize: number | undefined, signal: AbortSignal | undefined): Promise<Entry | undefined> {
     const { parsed } = c;
     const uid = maildirUid(parsed.base);
+    const received = maildirReceived(parsed.base) ?? (await fileMtime(join(root, c.dir, c.name), this.#mode));
+    const when = received === undefined ? {} : { received };
     if (
       parsed.stored !== undefined &&
       parsed.virtual !== undefined &&
       (realSize === undefined ? !this.#verify : realSize === parsed.stored)
     ) {
-      return { base: parsed.base, uid, dir: c.dir, name: c.name, stored: parsed.stored, size: parsed.virtual };
+      return { base: parsed.base, uid, dir: c.dir, name: c.name, stored: parsed.stored, size: parsed.virtual, ...when };
     }
     signal?.throwIfAborted();
     const path = join(root, c.dir, c.name);
     this.#sizeComputations++;
     const measured = await measureFile(path);
     if (measured === undefined) return undefined;
-    const entry: Entry = { base: parsed.base, uid, dir: c.dir, name: c.name, stored: measured.stored, size: measured.canonical };
+    const entry: Entry = { base: parsed.base, uid, dir: c.dir, name: c.name, stored: measured.stored, size: measured.canonical, ...when };
     const hinted = withSizeHints(parsed, measured.stored, measured.canonical);
     if (hinted !== c.name) {
       try {
@@ -518,13 +536,22 @@ async function maildirUsage(root: string, mode: ReadMode): Promise<QuotaUsage> {
   return { count, octets };
 }
 
-async function fileSize(path: string, mode: ReadMode): Promise<number | undefined> {
+async function statIfExists(path: string, mode: ReadMode): Promise<Stats | undefined> {
   try {
-    return mode === 'sync' ? statSync(path).size : (await stat(path)).size;
+    return mode === 'sync' ? statSync(path) : await stat(path);
   } catch (error) {
     if (errno(error) === 'ENOENT') return undefined;
     throw error;
   }
+}
+
+async function fileSize(path: string, mode: ReadMode): Promise<number | undefined> {
+  return (await statIfExists(path, mode))?.size;
+}
+
+/** A file's mtime (ms since the epoch); undefined when it is gone. */
+async function fileMtime(path: string, mode: ReadMode): Promise<number | undefined> {
+  return (await statIfExists(path, mode))?.mtimeMs;
 }
 
 /** Reads a file once, counting its octets and their canonical size. */
@@ -566,7 +593,7 @@ export class MaildirMaildrop extends LeasedDrop {
     this.#entries = entries;
     this.#fsync = fsync;
     this.#mode = mode;
-    this.messages = Object.freeze(entries.map((e) => Object.freeze({ uid: e.uid, size: e.size })));
+    this.messages = Object.freeze(entries.map((e) => Object.freeze(e.received === undefined ? { uid: e.uid, size: e.size } : { uid: e.uid, size: e.size, received: e.received })));
   }
 
   protected async readMessage(index: number, options: ReadOptions): Promise<Readable> {

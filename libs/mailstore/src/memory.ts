@@ -11,6 +11,8 @@ interface StoredMessage {
   readonly uid: string;
   /** Canonical bytes. */
   readonly bytes: Buffer;
+  /** Delivery time, ms since the epoch. */
+  readonly received: number;
 }
 
 type Mailboxes = Map<string, StoredMessage[]>;
@@ -65,7 +67,7 @@ export class MemoryStore implements MailStore {
     const data = this.#mailboxes;
     let list = data.get(mailbox.id);
     if (list === undefined) data.set(mailbox.id, (list = []));
-    list.push({ uid, bytes });
+    list.push({ uid, bytes, received: Date.now() });
     return { uid, size: bytes.length };
   }
 
@@ -92,7 +94,7 @@ export class MemoryMaildrop extends LeasedDrop {
     this.#mailboxes = mailboxes;
     this.#id = id;
     this.#snapshot = snapshot;
-    this.messages = Object.freeze(snapshot.map((m) => Object.freeze({ uid: m.uid, size: m.bytes.length })));
+    this.messages = Object.freeze(snapshot.map((m) => Object.freeze({ uid: m.uid, size: m.bytes.length, received: m.received })));
   }
 
   protected async readMessage(index: number, options: ReadOptions): Promise<Readable> {

@@ -7,6 +7,11 @@ export interface MessageMeta {
   readonly uid: string;
   /** Exact octet count of the canonical form (CRLF line ends), before dot-stuffing. */
   readonly size: number;
+  /**
+   * Delivery time, ms since the epoch, when the store knows it (EXPIRE n: a message without one
+   * never expires by age). Maildir: the `<secs>.` of the file name, else the file's mtime.
+   */
+  readonly received?: number;
 }
 
 /** Identifies a mailbox to a store. `id` is stable (survives renames where the backend can). */

@@ -8,6 +8,7 @@ export {
   capabilities,
   usableMechanisms,
   resolveMessageNumber,
+  expiredAtQuit,
   decodeBase64,
   ok,
   err,

@@ -7,6 +7,8 @@ import { parseCommand, parseDecimal, type Command } from './commands.js';
 export interface MessageInfo {
   readonly uid: string;
   readonly size: number;
+  /** Delivery time (ms since the epoch) when the store knows it; EXPIRE n never removes a message without one. */
+  readonly received?: number;
 }
 
 export type RespCode = 'AUTH' | 'IN-USE' | 'SYS/TEMP' | 'SYS/PERM' | 'LOGIN-DELAY';
@@ -24,7 +26,11 @@ export interface SessionConfig {
   readonly saslMechanisms: readonly SaslMechanism[];
   /** Seconds, advertised as LOGIN-DELAY; null when not configured. */
   readonly loginDelay: number | null;
-  /** Days or 'NEVER', advertised as EXPIRE; null when not configured. */
+  /**
+   * Days or 'NEVER', advertised as EXPIRE and enforced at QUIT (RFC 2449 section 6.7): 0 removes
+   * the messages retrieved in the session, n > 0 those delivered more than n days before login.
+   * null when not configured.
+   */
   readonly expire: number | 'NEVER' | null;
   /** Bad commands (unknown, syntax, too long) tolerated before disconnecting. */
   readonly maxBadCommands: number;
@@ -68,6 +74,10 @@ export interface TransactionState extends Common {
   readonly messages: readonly MessageInfo[];
   /** Owned by the session: 1 where message i is marked deleted. */
   readonly deleted: Uint8Array;
+  /** Owned by the session: 1 where message i was sent whole (RETR, or a TOP that reached its end). */
+  readonly retrieved: Uint8Array;
+  /** When the maildrop was opened (ms since the epoch); the reference for EXPIRE n. Null: unknown. */
+  readonly openedAt: number | null;
   readonly liveCount: number;
   readonly liveOctets: number;
 }
@@ -96,7 +106,10 @@ export type LoginResult =
 export type SessionInput =
   | { readonly type: 'line'; readonly line: string }
   | { readonly type: 'line-too-long' }
-  | { readonly type: 'login-result'; readonly result: LoginResult }
+  /** `now`: when the maildrop was opened (ms since the epoch); without it EXPIRE n removes nothing. */
+  | { readonly type: 'login-result'; readonly result: LoginResult; readonly now?: number }
+  /** A `send-message` finished: `octets` canonical octets (before dot-stuffing) went out. */
+  | { readonly type: 'message-sent'; readonly index: number; readonly octets: number }
   | { readonly type: 'tls-started'; readonly link: LinkState }
   | { readonly type: 'commit-result'; readonly ok: boolean }
   /** The gateway ends the session (idle timeout, shutdown, lost lease). Nothing is committed. */
@@ -111,8 +124,11 @@ export type Effect =
   /** After the `+OK` reply: stream message `index` (0-based) dot-stuffed, then `.`. */
   | { readonly type: 'send-message'; readonly index: number; readonly bodyLines: number | null }
   | { readonly type: 'start-tls' }
-  /** Remove these 0-based indexes durably and release the maildrop; answer with `commit-result`. */
-  | { readonly type: 'commit'; readonly deleted: readonly number[] }
+  /**
+   * Remove these 0-based indexes durably and release the maildrop; answer with `commit-result`.
+   * `deleted` holds the DELE'd messages and those the EXPIRE policy removes; `expired` the latter.
+   */
+  | { readonly type: 'commit'; readonly deleted: readonly number[]; readonly expired: readonly number[] }
   /** Close the connection; an open maildrop is released unchanged. */
   | { readonly type: 'close' };
 
@@ -189,7 +205,9 @@ export function step(state: SessionState, input: SessionInput): StepResult {
       }
       return badCommand(state, err(null, 'Line too long.'));
     case 'login-result':
-      return onLoginResult(state, input.result);
+      return onLoginResult(state, input.result, input.now ?? null);
+    case 'message-sent':
+      return onMessageSent(state, input.index, input.octets);
     case 'tls-started':
       // Only meaningful before login; a stale event must not revive a closed or logged-in session.
       if (state.phase !== 'pending-tls' && state.phase !== 'authorization') return stay(state);
@@ -219,7 +237,7 @@ export function step(state: SessionState, input: SessionInput): StepResult {
   }
 }
 
-function onLoginResult(state: SessionState, result: LoginResult): StepResult {
+function onLoginResult(state: SessionState, result: LoginResult, now: number | null): StepResult {
   if (state.phase !== 'pending-login') return stay(state);
   if (result.ok) {
     let octets = 0;
@@ -231,6 +249,8 @@ function onLoginResult(state: SessionState, result: LoginResult): StepResult {
       badCommands: state.badCommands,
       messages: result.messages,
       deleted: new Uint8Array(result.messages.length),
+      retrieved: new Uint8Array(result.messages.length),
+      openedAt: now,
       liveCount: result.messages.length,
       liveOctets: octets,
     };
@@ -375,7 +395,7 @@ function onSaslResponse(state: AuthorizationState, sasl: SaslState, line: string
     const password = decoded.subarray(second + 1).toString('utf8');
     if (authzid !== '' && authzid !== username) {
       // No proxy authorization: fail like a wrong password, without a backend round trip.
-      return onLoginResult(toPending(cleared, 'pending-login'), { ok: false, code: 'AUTH' });
+      return onLoginResult(toPending(cleared, 'pending-login'), { ok: false, code: 'AUTH' }, null);
     }
     return login(cleared, 'PLAIN', { kind: 'password', username, password });
   }
@@ -410,6 +430,44 @@ function listLines(state: TransactionState, field: 'size' | 'uid'): Iterable<str
       }
     },
   };
+}
+
+/**
+ * RETR, or a TOP whose output was the whole message (its canonical size, invariant 5), counts as
+ * a retrieval for EXPIRE 0. Only a completed send counts: a failed open or a dropped stream
+ * never reaches here.
+ */
+function onMessageSent(state: SessionState, index: number, octets: number): StepResult {
+  if (state.phase !== 'transaction') return stay(state);
+  const message = state.messages[index];
+  if (message !== undefined && octets >= message.size) state.retrieved[index] = 1;
+  return stay(state);
+}
+
+const DAY_MS = 86_400_000;
+
+/**
+ * The live (not DELE'd) messages the EXPIRE policy removes at this QUIT, ascending:
+ * `EXPIRE 0` the ones retrieved in this session; `EXPIRE n` the ones delivered more than n days
+ * before the maildrop was opened (a message of unknown delivery time is kept). Decided only
+ * here, so only a QUIT from TRANSACTION that commits removes anything (invariant 2).
+ */
+export function expiredAtQuit(state: TransactionState): number[] {
+  const expire = state.config.expire;
+  const out: number[] = [];
+  if (expire === null || expire === 'NEVER') return out;
+  const cutoff = expire > 0 && state.openedAt !== null ? state.openedAt - expire * DAY_MS : null;
+  if (expire > 0 && cutoff === null) return out;
+  for (let i = 0; i < state.messages.length; i++) {
+    if (state.deleted[i] === 1) continue;
+    if (expire === 0) {
+      if (state.retrieved[i] === 1) out.push(i);
+      continue;
+    }
+    const received = (state.messages[i] as MessageInfo).received;
+    if (received !== undefined && cutoff !== null && received < cutoff) out.push(i);
+  }
+  return out;
 }
 
 function onTransaction(state: TransactionState, command: Command): StepResult {
@@ -458,16 +516,23 @@ function onTransaction(state: TransactionState, command: Command): StepResult {
       return stay(next, ok(`Maildrop has ${next.liveCount} messages (${octets} octets).`));
     }
     case 'QUIT': {
+      const expired = expiredAtQuit(state);
       const deleted: number[] = [];
-      for (let i = 0; i < state.deleted.length; i++) if (state.deleted[i] === 1) deleted.push(i);
+      for (let i = 0, e = 0; i < state.deleted.length; i++) {
+        if (state.deleted[i] === 1) deleted.push(i);
+        else if (expired[e] === i) {
+          deleted.push(i);
+          e++;
+        }
+      }
       const update: UpdateState = {
         phase: 'update',
         config: state.config,
         link: state.link,
         badCommands: state.badCommands,
-        liveCount: state.liveCount,
+        liveCount: state.liveCount - expired.length,
       };
-      return stay(update, { type: 'commit', deleted });
+      return stay(update, { type: 'commit', deleted, expired });
     }
     case 'USER':
     case 'PASS':

@@ -155,6 +155,12 @@ const anyInput: fc.Arbitrary<SessionInput> = fc.oneof(
   { weight: 1, arbitrary: fc.boolean().map((ok): SessionInput => ({ type: 'commit-result', ok })) },
   {
     weight: 1,
+    arbitrary: fc
+      .tuple(fc.integer({ min: -1, max: 5 }), fc.nat(200))
+      .map(([index, octets]): SessionInput => ({ type: 'message-sent', index, octets })),
+  },
+  {
+    weight: 1,
     arbitrary: fc.option(respCode, { nil: null }).map((code): SessionInput => ({ type: 'abort', code, text: 'Going away.' })),
   },
 );

@@ -150,6 +150,7 @@ function allowedEffects(before: SessionState, input: SessionInput): ReadonlySet<
     case 'commit-result':
       return before.phase === 'update' ? new Set(['reply', 'close']) : none;
     case 'tls-started':
+    case 'message-sent':
       return none;
     case 'abort':
       return before.phase === 'closed' ? none : new Set(['reply', 'close']);
@@ -214,8 +215,15 @@ export function checkStep(before: SessionState, input: SessionInput, after: Sess
         if (after.phase !== 'update' || before.phase !== 'transaction') fail('commit outside QUIT in transaction', before, input, effects);
         const t = before as TransactionState;
         const expected: number[] = [];
-        for (let i = 0; i < t.deleted.length; i++) if (t.deleted[i] === 1) expected.push(i);
-        if (JSON.stringify(expected) !== JSON.stringify(e.deleted)) fail('commit does not list exactly the deleted messages', before, input, effects);
+        const expired = new Set(e.expired);
+        for (let i = 0; i < t.deleted.length; i++) {
+          if (t.deleted[i] === 1 && expired.has(i)) fail('a DELE\'d message counted as expired', before, input, effects);
+          if (t.deleted[i] === 1 || expired.has(i)) expected.push(i);
+        }
+        if (JSON.stringify(expected) !== JSON.stringify(e.deleted)) fail('commit does not list exactly the deleted and expired messages', before, input, effects);
+        const policy = t.config.expire;
+        if ((policy === null || policy === 'NEVER') && e.expired.length > 0) fail('expired messages without an EXPIRE policy', before, input, effects);
+        if (policy === 0 && e.expired.some((i) => t.retrieved[i] !== 1)) fail('EXPIRE 0 removes a message not retrieved', before, input, effects);
         break;
       }
       case 'send-message': {
@@ -260,6 +268,8 @@ export interface DriverOptions {
   readonly commitOk?: boolean;
   /** Chunk size used to stream message bodies through DotStuffer. */
   readonly bodyChunk?: number;
+  /** Clock reported with a successful login (ms since the epoch), for EXPIRE n. */
+  readonly now?: number;
 }
 
 /** Plays the gateway: one reader, one state, effects performed synchronously, output collected. */
@@ -330,6 +340,11 @@ export class Driver {
         case 'send-message':
           for (const part of renderEffect(effect, this.#opts.bodyChunk)) this.output.push(part);
           replies.push(effect.type === 'reply' ? effect.text : `send-message ${effect.index} ${effect.bodyLines}`);
+          if (effect.type === 'send-message') {
+            const body = BODIES[effect.index] as Buffer;
+            const octets = (effect.bodyLines === null ? body : topOf(body, effect.bodyLines)).length;
+            followUps.push({ type: 'message-sent', index: effect.index, octets });
+          }
           break;
         case 'reply-lines': {
           checkedLines(effect);
@@ -339,7 +354,11 @@ export class Driver {
         }
         case 'login':
           this.logins.push({ mechanism: effect.mechanism, credentials: effect.credentials });
-          followUps.push({ type: 'login-result', result: (this.#opts.login ?? fixedLogin)(effect.mechanism, effect.credentials) });
+          followUps.push({
+            type: 'login-result',
+            result: (this.#opts.login ?? fixedLogin)(effect.mechanism, effect.credentials),
+            ...(this.#opts.now === undefined ? {} : { now: this.#opts.now }),
+          });
           break;
         case 'start-tls':
           // Nothing sent in clear after STLS may be acted on (RFC 2595 section 4).

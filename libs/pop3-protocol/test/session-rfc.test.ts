@@ -357,7 +357,7 @@ group('DELE, RSET, QUIT and the UPDATE state (RFC 1939 section 5, 6)', () => {
 
   test('QUIT commits exactly the deleted indexes and answers only after the commit is durable', () => {
     const q = feed(transaction(), 'DELE 4', 'DELE 2', 'QUIT');
-    assert.deepEqual(q.effects, [{ type: 'commit', deleted: [1, 3] }]);
+    assert.deepEqual(q.effects, [{ type: 'commit', deleted: [1, 3], expired: [] }]);
     assert.equal(q.state.phase, 'update');
     // Anything the client sends now waits.
     assert.deepEqual(feed(q.state, 'NOOP').effects, []);

@@ -67,6 +67,8 @@ export interface SessionSummary {
   retrieved: number;
   retrievedOctets: number;
   deleted: number;
+  /** Of `deleted`, removed by the EXPIRE policy. */
+  expired: number;
   result: string;
   /** TLS at the end of the session: implicit (995), by STLS, or none. */
   tls: 'implicit' | 'stls' | 'none';
@@ -126,6 +128,7 @@ export async function serveConnection(
     retrieved: 0,
     retrievedOctets: 0,
     deleted: 0,
+    expired: 0,
     result: 'disconnected',
     tls: info.secure ? 'implicit' : 'none',
   };
@@ -209,7 +212,7 @@ export async function serveConnection(
       metrics.messagesRetrieved.inc();
       metrics.retrievedOctets.inc(octets);
     }
-    return null;
+    return { type: 'message-sent', index, octets };
   }
 
   async function perform(effect: Effect): Promise<SessionInput | null> {
@@ -269,7 +272,7 @@ export async function serveConnection(
             await sleep(Math.min(settings.authFailureDelayMs * failures, 10_000), undefined, { signal });
           }
         }
-        return { type: 'login-result', result: outcome.result };
+        return { type: 'login-result', result: outcome.result, now: Date.now() };
       }
       case 'send-message':
         return sendMessage(effect.index, effect.bodyLines);
@@ -306,6 +309,7 @@ export async function serveConnection(
           metrics.storeDuration.observe({ backend: storeKind, operation: 'commit', result: 'ok' }, Metrics.since(committing));
           committed = true;
           summary.deleted = effect.deleted.length;
+          summary.expired = effect.expired.length;
           metrics.messagesDeleted.inc(effect.deleted.length);
           return { type: 'commit-result', ok: true };
         } catch (e) {
