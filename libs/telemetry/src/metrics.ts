@@ -69,6 +69,12 @@ export class Metrics {
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
+  readonly authThrottled = new client.Counter({
+    name: `${NS}_auth_throttled_total`,
+    help: 'Logins refused by the brute-force throttle without verifying, by reason: too many failures from the client address (ip) or for the account (user).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly lockAcquisitions = new client.Counter({
     name: `${NS}_maildrop_lock_acquisitions_total`,
     help: 'Maildrop lock attempts: acquired, conflict (the client got [IN-USE]) or error.',

@@ -235,12 +235,15 @@ export async function serveConnection(
               settings.loginDelay !== null && settings.loginDelay > 0 && deps.loginDelayGate
                 ? { gate: deps.loginDelayGate, ms: settings.loginDelay * 1000 }
                 : null,
+            throttle: deps.loginThrottle ? { gate: deps.loginThrottle, ip: info.remoteAddress } : null,
           },
           effect.credentials,
         );
         const authResult = outcome.result.ok
           ? 'ok'
-          : outcome.result.code === 'AUTH'
+          : outcome.throttled !== null
+            ? 'throttled'
+            : outcome.result.code === 'AUTH'
             ? 'invalid'
             : outcome.result.code === 'LOGIN-DELAY'
               ? 'login_delay'
@@ -250,7 +253,8 @@ export async function serveConnection(
                   ? 'in_use'
                   : 'error';
         metrics.authAttempts.inc({ backend: outcome.backend, mechanism: effect.mechanism, result: authResult });
-        metrics.authDuration.observe({ backend: outcome.backend }, outcome.authSeconds);
+        if (outcome.throttled !== null) metrics.authThrottled.inc({ reason: outcome.throttled });
+        else metrics.authDuration.observe({ backend: outcome.backend }, outcome.authSeconds);
         if (outcome.lock !== null) metrics.lockAcquisitions.inc({ result: outcome.lock });
         if (outcome.openSeconds !== null) {
           const result = outcome.opened ? 'ok' : 'error';

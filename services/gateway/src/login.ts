@@ -1,6 +1,7 @@
 /** The login effect: verify credentials, take the maildrop lock, snapshot the maildrop. */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Account, AccountBackend, AuthResult } from '@postern/accounts';
-import type { Lease, LockManager, LoginDelayGate } from '@postern/locks';
+import type { Lease, LockManager, LoginDelayGate, LoginThrottle, ThrottleReason } from '@postern/locks';
 import type { Maildrop, MailStore } from '@postern/mailstore';
 import type { Credentials, LoginResult } from '@postern/pop3-protocol';
 
@@ -23,6 +24,8 @@ export interface LoginOutcome {
   readonly lock: 'acquired' | 'conflict' | 'error' | null;
   /** Seconds spent opening the maildrop, when it was tried. */
   readonly openSeconds: number | null;
+  /** The throttle refused the attempt (nothing was verified), and why. */
+  readonly throttled: ThrottleReason | null;
 }
 
 export interface LoginContext {
@@ -33,6 +36,8 @@ export interface LoginContext {
   readonly signal: AbortSignal;
   /** RFC 2449 LOGIN-DELAY: the gate and the delay in ms, when configured. */
   readonly loginDelay: { readonly gate: LoginDelayGate; readonly ms: number } | null;
+  /** Brute-force protection and the client address it counts (after the PROXY protocol). */
+  readonly throttle: { readonly gate: LoginThrottle; readonly ip: string } | null;
 }
 
 async function verify(ctx: LoginContext, credentials: Credentials): Promise<AuthResult> {
@@ -53,8 +58,26 @@ const seconds = (start: bigint): number => Number(process.hrtime.bigint() - star
 
 export async function performLogin(ctx: LoginContext, credentials: Credentials): Promise<LoginOutcome> {
   const username = credentials.username;
-  const base = { username, backend: ctx.accounts.name, lock: null, openSeconds: null } as const;
+  const base = { username, backend: ctx.accounts.name, lock: null, openSeconds: null, throttled: null } as const;
   const started = process.hrtime.bigint();
+  const throttle = ctx.throttle && { gate: ctx.throttle.gate, attempt: { ip: ctx.throttle.ip, username } };
+  if (throttle) {
+    // Before any verification: a refused attempt costs no directory bind (and so cannot add to
+    // the directory's own lockout counter). A refusal looks like a wrong password (see decisions).
+    let reason: string | null = null;
+    try {
+      const verdict = await throttle.gate.checkLogin(throttle.attempt);
+      if (verdict.delayMs > 0) await sleep(verdict.delayMs, undefined, { signal: ctx.signal });
+      if (!verdict.allowed) {
+        reason = `throttled (${verdict.reason}), retry after ${Math.ceil(verdict.retryAfterMs / 1000)} s`;
+        return { ...base, result: { ok: false, code: 'AUTH' }, opened: null, reason, authSeconds: 0, throttled: verdict.reason };
+      }
+    } catch (e) {
+      if (ctx.signal.aborted) throw e;
+      reason = `login throttle error: ${(e as Error).message}`;
+      return { ...base, result: { ok: false, code: 'SYS/TEMP' }, opened: null, reason, authSeconds: 0 };
+    }
+  }
   let auth: AuthResult;
   try {
     auth = await verify(ctx, credentials);
@@ -63,6 +86,15 @@ export async function performLogin(ctx: LoginContext, credentials: Credentials):
     return { ...base, result: { ok: false, code: 'SYS/TEMP' }, opened: null, reason, authSeconds: seconds(started) };
   }
   const authSeconds = seconds(started);
+  if (throttle && (auth.ok || auth.failure !== 'temporary')) {
+    // The answer stands even if recording fails; the log says so.
+    const recorded = auth.ok ? throttle.gate.recordSuccess(throttle.attempt) : throttle.gate.recordFailure(throttle.attempt);
+    const problem = await recorded.then(
+      () => null,
+      (e: Error) => `; login throttle not updated: ${e.message}`,
+    );
+    if (problem !== null && !auth.ok) auth = { ...auth, reason: auth.reason + problem };
+  }
   if (!auth.ok) {
     const code = auth.failure === 'temporary' ? 'SYS/TEMP' : 'AUTH';
     return { ...base, result: { ok: false, code }, opened: null, reason: `${auth.failure}: ${auth.reason}`, authSeconds };

@@ -1,6 +1,6 @@
 import type { SecureContextOptions } from 'node:tls';
 import type { AccountBackend } from '@postern/accounts';
-import type { LockManager, LoginDelayGate } from '@postern/locks';
+import type { LockManager, LoginDelayGate, LoginThrottle } from '@postern/locks';
 import type { MailStore } from '@postern/mailstore';
 import type { SaslMechanism } from '@postern/pop3-protocol';
 import type { Logger, Metrics } from '@postern/telemetry';
@@ -60,6 +60,8 @@ export interface GatewayDeps {
   readonly metrics: Metrics;
   /** Where LOGIN-DELAY is enforced (needed when `settings.loginDelay` is set). */
   readonly loginDelayGate?: LoginDelayGate;
+  /** Brute-force protection: failed-login counters per client address and account; none when absent. */
+  readonly loginThrottle?: LoginThrottle;
 }
 
 export const DEFAULT_GATEWAY_SETTINGS: Omit<GatewaySettings, 'pop3' | 'pop3s' | 'tls'> = {

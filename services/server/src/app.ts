@@ -7,7 +7,16 @@ import { ChainBackend, CredentialCache, PasswdFileBackend, type AccountBackend }
 import { LdapBackend, ldapOptionsFromConfig } from '@postern/accounts-ldap';
 import { DEFAULT_GATEWAY_SETTINGS, startGateway, type Gateway, type GatewaySettings } from '@postern/gateway';
 import { startIntake, type Intake } from '@postern/delivery';
-import { MemoryLockManager, MemoryLoginDelayGate, type LockManager, type LoginDelayGate } from '@postern/locks';
+import {
+  MemoryLockManager,
+  MemoryLoginDelayGate,
+  MemoryLoginThrottle,
+  ThrottleTable,
+  type LockManager,
+  type LoginDelayGate,
+  type LoginThrottle,
+  type ThrottleLimits,
+} from '@postern/locks';
 import { MaildirStore, maildirPathFromTemplate } from '@postern/mailstore';
 import { Metrics, type Logger } from '@postern/telemetry';
 import { startAdmin, type AdminServer } from './admin.js';
@@ -52,6 +61,8 @@ export interface StartOptions {
   readonly locks?: LockManager;
   /** Where LOGIN-DELAY is enforced; default in-process. Workers pass their IpcLockManager. */
   readonly loginDelayGate?: LoginDelayGate;
+  /** Brute-force throttle; default in-process from the AUTH_THROTTLE_* keys. Workers pass their IpcLockManager. */
+  readonly loginThrottle?: LoginThrottle;
   /** Readiness beyond "not draining" (the primary: at least one worker is up). */
   readonly ready?: () => boolean;
   /** What /metrics serves; default this process's metrics (the primary: all workers' too). */
@@ -97,6 +108,19 @@ export async function prepareTls(config: Readonly<ServerConfig>, logger: Logger)
   return files;
 }
 
+/** The AUTH_THROTTLE_* keys as throttle limits; null when both limits are off. */
+export function throttleLimits(config: Readonly<ServerConfig>): ThrottleLimits | null {
+  if (config.AUTH_THROTTLE_IP_FAILURES === 0 && config.AUTH_THROTTLE_USER_FAILURES === 0) return null;
+  return {
+    ipFailures: config.AUTH_THROTTLE_IP_FAILURES,
+    userFailures: config.AUTH_THROTTLE_USER_FAILURES,
+    windowMs: config.AUTH_THROTTLE_WINDOW_S * 1000,
+    blockMs: config.AUTH_THROTTLE_BLOCK_S * 1000,
+    trustMs: config.AUTH_THROTTLE_TRUST_S * 1000,
+    maxDelayMs: config.AUTH_THROTTLE_MAX_DELAY_MS,
+  };
+}
+
 export function gatewaySettings(config: Readonly<ServerConfig>, tls: GatewaySettings['tls']): GatewaySettings {
   return {
     ...DEFAULT_GATEWAY_SETTINGS,
@@ -118,6 +142,11 @@ export function gatewaySettings(config: Readonly<ServerConfig>, tls: GatewaySett
     expire: config.EXPIRE ?? null,
     proxyTrustedNetworks: config.PROXY_TRUSTED_NETWORKS,
   };
+}
+
+function inProcessThrottle(config: Readonly<ServerConfig>): LoginThrottle | undefined {
+  const limits = throttleLimits(config);
+  return limits ? new MemoryLoginThrottle(new ThrottleTable(limits)) : undefined;
 }
 
 /** Not draining, the POP3 processes up, and the backends reachable within a second. */
@@ -162,7 +191,7 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
   try {
     if (runs.pop3) {
       const loginDelayGate = options.loginDelayGate ?? new MemoryLoginDelayGate();
-      gateway = await startGateway({ settings: gatewaySettings(config, tls), accounts, store, locks, logger, metrics, loginDelayGate });
+      gateway = await startGateway({ settings: gatewaySettings(config, tls), accounts, store, locks, logger, metrics, loginDelayGate, loginThrottle: options.loginThrottle ?? inProcessThrottle(config) });
     }
     if (runs.intake && (config.LMTP_LISTEN || config.SMTP_LISTEN)) {
       intake = await startIntake({

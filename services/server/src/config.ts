@@ -42,6 +42,17 @@ export const serverSchema = z.object({
   IDLE_TIMEOUT_MS: integer(600_000).default(600_000),
   AUTH_FAILURE_DELAY_MS: integer(0, 60_000).default(1_000),
   MAX_AUTH_FAILURES: integer(1, 100).default(3),
+  /** Brute-force throttle (docs/decisions.md): failures per client address / per account before refusal; 0: no limit. */
+  AUTH_THROTTLE_IP_FAILURES: integer(0, 1_000_000).default(50),
+  AUTH_THROTTLE_USER_FAILURES: integer(0, 1_000_000).default(4),
+  /** Failures are forgotten this long after the latest one. */
+  AUTH_THROTTLE_WINDOW_S: integer(1, 30 * 86_400).default(1_800),
+  /** A reached limit refuses logins for at least this long. */
+  AUTH_THROTTLE_BLOCK_S: integer(0, 30 * 86_400).default(1_800),
+  /** A successful login exempts its (address, account) pair from the account limit this long; 0: never. */
+  AUTH_THROTTLE_TRUST_S: integer(0, 365 * 86_400).default(604_800),
+  /** Delay before verifying, growing with the failures up to this just below a limit. */
+  AUTH_THROTTLE_MAX_DELAY_MS: integer(0, 60_000).default(4_000),
   MAX_BAD_COMMANDS: integer(1, 1_000).default(10),
   LOGIN_DELAY: integer(0).optional(),
   EXPIRE: z.union([z.literal('NEVER'), integer(0)]).optional(),

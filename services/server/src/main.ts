@@ -16,9 +16,9 @@ import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
 import { hashPassword } from '@postern/accounts';
 import { ConfigError } from '@postern/config';
-import { IpcLockManager, LockTable, LoginHistory, serveLocks } from '@postern/locks';
+import { IpcLockManager, LockTable, LoginHistory, ThrottleTable, serveLocks } from '@postern/locks';
 import { clusterMetricsText, createLogger, exposeToClusterPrimary, type Logger } from '@postern/telemetry';
-import { prepareTls, startServer, type RunningServer, type ServerRole } from './app.js';
+import { prepareTls, startServer, throttleLimits, type RunningServer, type ServerRole } from './app.js';
 import { loadServerConfig, type ServerConfig } from './config.js';
 
 async function firstRunDemoUser(passwdFile: string): Promise<{ user: string; password: string } | null> {
@@ -132,6 +132,9 @@ async function runPrimary(config: Readonly<ServerConfig>, logger: Logger, mode: 
   await prepareTls(config, logger); // before forking, so workers never race to generate it
   const table = new LockTable();
   const logins = new LoginHistory();
+  // Brute-force counters for all workers (they ask over IPC, like the locks).
+  const limits = throttleLimits(config);
+  const throttle = limits ? new ThrottleTable(limits) : undefined;
   const online = new Set<Worker>();
   let stopping = false;
   let restarts = 0;
@@ -139,7 +142,7 @@ async function runPrimary(config: Readonly<ServerConfig>, logger: Logger, mode: 
   const fork = (): void => {
     const worker = cluster.fork();
     const owner = `worker-${worker.id}`;
-    serveLocks(table, owner, worker, logins);
+    serveLocks(table, owner, worker, logins, throttle);
     worker.on('online', () => online.add(worker));
     worker.on('exit', (code, signal) => {
       online.delete(worker);
@@ -177,7 +180,7 @@ async function runPrimary(config: Readonly<ServerConfig>, logger: Logger, mode: 
 async function runWorker(config: Readonly<ServerConfig>, logger: Logger): Promise<void> {
   // With a shared store the locks live in Redis; otherwise in the primary's table.
   const locks = config.STORE === 's3' ? null : new IpcLockManager(process as unknown as Parameters<typeof serveLocks>[2]);
-  const server = await startServer(config, logger, { role: 'pop3', ...(locks ? { locks, loginDelayGate: locks } : {}) });
+  const server = await startServer(config, logger, { role: 'pop3', ...(locks ? { locks, loginDelayGate: locks, ...(throttleLimits(config) ? { loginThrottle: locks } : {}) } : {}) });
   exposeToClusterPrimary(server.metrics);
   onReloadSignal(logger);
   let stopping = false;
