@@ -4,6 +4,7 @@ set -euo pipefail
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have curl || need+=(curl)
+have script || need+=(bsdutils)
 have fetchmail || need+=(fetchmail)
 have mpop || need+=(mpop)
 have getmail || need+=(getmail6)

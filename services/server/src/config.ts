@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { ldapOptionsFromConfig } from '@postern/accounts-ldap';
 import { boolean, integer, list, listenAddress, loadConfig, z, type LoadOptions } from '@postern/config';
 import { trustedNetworks } from '@postern/gateway';
-import { LOG_LEVELS } from '@postern/telemetry';
+import { LOG_FORMATS, LOG_LEVELS } from '@postern/telemetry';
 
 export const serverSchema = z.object({
   POP3_LISTEN: listenAddress.prefault('127.0.0.1:1110'),
@@ -31,6 +31,8 @@ export const serverSchema = z.object({
   TLS_KEY: z.string().min(1).optional(),
   PLAINTEXT_AUTH: z.enum(['loopback', 'always', 'never']).default('loopback'),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
+  /** `json`, `pretty`, or `auto`: pretty only when stdout is a terminal. */
+  LOG_FORMAT: z.enum(LOG_FORMATS).default('auto'),
   /** Name in the greeting and CAPA IMPLEMENTATION; empty hides it. */
   IMPLEMENTATION: z.string().default('Postern'),
   SASL_MECHANISMS: list.pipe(z.array(z.enum(['PLAIN', 'LOGIN']))).default(['PLAIN', 'LOGIN']),

@@ -214,6 +214,7 @@ async function main(): Promise<void> {
   const logger = createLogger({
     service: mode === 'node' ? 'postern' : `postern-${mode}`,
     level: config.LOG_LEVEL,
+    format: config.LOG_FORMAT,
     ...(cluster.isWorker ? { bindings: { worker: cluster.worker?.id } } : {}),
   });
   try {

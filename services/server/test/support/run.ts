@@ -6,6 +6,7 @@ import { delimiter, join } from 'node:path';
 /** Debian package that provides each program the tests use. */
 export const PACKAGES: Readonly<Record<string, string>> = {
   curl: 'curl',
+  script: 'bsdutils',
   fetchmail: 'fetchmail',
   mpop: 'mpop',
   getmail: 'getmail6',
