@@ -16,6 +16,14 @@ have promtool || need+=(prometheus)
 have redis-server || need+=(redis-server)
 have redis-sentinel || need+=(redis-sentinel)
 have redis-cli || need+=(redis-tools)
+[ -x /usr/sbin/slapd ] || need+=(slapd)
+have ldapmodify || need+=(ldap-utils)
+[ -x /usr/sbin/samba ] || need+=(samba)
+have samba-tool || need+=(samba-common-bin)
+[ -d /usr/share/samba/setup ] || need+=(samba-ad-provision)
+/usr/bin/python3 -c 'import samba' 2>/dev/null || need+=(python3-samba)
+# The AD provision sets sysvol ACLs through the acl_xattr VFS module.
+compgen -G '/usr/lib/*/samba/vfs/acl_xattr.so' >/dev/null || need+=(samba-vfs-modules)
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

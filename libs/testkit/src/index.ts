@@ -31,3 +31,4 @@ export {
   type S3Server,
 } from './s3.js';
 export { startSlapd, makeTestCertificates, runProgram, SLAPD_BASE_DN, SLAPD_DEFAULT_USERS, SLAPD_DEFAULT_GROUPS, type Slapd, type SlapdOptions, type SlapdUser, type SlapdGroup, type TestCertificates } from './slapd.js';
+export { startSambaAd, SAMBA_BASE_DN, SAMBA_DOMAIN, SAMBA_GROUPS, SAMBA_REALM, SAMBA_USERS, type SambaAd, type SambaGroup, type SambaOptions, type SambaUser } from './samba.js';
