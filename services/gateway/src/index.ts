@@ -1,4 +1,4 @@
-export { startGateway, type Gateway } from './server.js';
+export { startGateway, LIVE_GATEWAY_SETTINGS, type Gateway, type LiveGatewaySettings } from './server.js';
 export {
   DEFAULT_GATEWAY_SETTINGS,
   type GatewaySettings,

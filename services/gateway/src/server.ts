@@ -5,10 +5,26 @@ import { Duplex } from 'node:stream';
 import { createSecureContext, TLSSocket, type SecureContext } from 'node:tls';
 import { isTrusted, parseProxyHeader, trustedNetworks, type ProxiedAddress } from './proxy-protocol.js';
 import { serveConnection, type ConnectionInfo, type SessionHandle } from './connection.js';
-import type { GatewayDeps, ListenAddress } from './settings.js';
+import type { GatewayDeps, GatewaySettings, ListenAddress } from './settings.js';
 
 /** After the drain deadline, how long sessions get to notice the shutdown before being dropped. */
 const SHUTDOWN_GRACE_MS = 2_000;
+
+/** The settings `reconfigure` applies to new connections; the rest take a restart. */
+export const LIVE_GATEWAY_SETTINGS = [
+  'maxConnections',
+  'maxConnectionsPerIp',
+  'maxConnectionsPerIpPerMinute',
+  'loginTimeoutMs',
+  'idleTimeoutMs',
+  'authFailureDelayMs',
+  'maxAuthFailures',
+  'maxBadCommands',
+  'loginDelay',
+  'expire',
+] as const satisfies readonly (keyof GatewaySettings)[];
+
+export type LiveGatewaySettings = Pick<GatewaySettings, (typeof LIVE_GATEWAY_SETTINGS)[number]>;
 
 export interface Gateway {
   /** Bound addresses (port 0 in the settings becomes the real port). */
@@ -16,6 +32,11 @@ export interface Gateway {
   readonly pop3s: ListenAddress | null;
   /** Sessions open now. */
   activeSessions(): number;
+  /**
+   * Apply new limits, timeouts and policies (`LIVE_GATEWAY_SETTINGS`; other fields are ignored)
+   * to connections accepted from now on. Sessions already open keep the ones they started with.
+   */
+  reconfigure(settings: LiveGatewaySettings): void;
   /** Stop accepting; end sessions still open after `drainMs` with `-ERR [SYS/TEMP]`; resolve when all are gone. */
   close(drainMs?: number): Promise<void>;
 }
@@ -80,7 +101,7 @@ function replayingStream(socket: Socket, first: Buffer): Duplex {
  * addresses seen in the current window only.
  */
 class RateWindow {
-  readonly #limit: number;
+  #limit: number;
   readonly #windowMs: number;
   #windowStart = 0;
   #counts = new Map<string, number>();
@@ -88,6 +109,10 @@ class RateWindow {
   constructor(limit: number, windowMs: number) {
     this.#limit = limit;
     this.#windowMs = windowMs;
+  }
+
+  set limit(limit: number) {
+    this.#limit = limit;
   }
 
   admit(address: string): boolean {
@@ -114,8 +139,11 @@ async function listen(server: Server, address: ListenAddress): Promise<void> {
   await once(server, 'listening');
 }
 
-export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
-  const { settings, logger } = deps;
+export async function startGateway(initial: GatewayDeps): Promise<Gateway> {
+  // Replaced by reconfigure(); each connection keeps the deps it was accepted with.
+  let deps = initial;
+  let settings = deps.settings;
+  const { logger } = deps;
   deps.metrics.connectionLimit.set(settings.maxConnections);
   const sessions = new Set<SessionHandle>();
   const connectionRate = new RateWindow(settings.maxConnectionsPerIpPerMinute, 60_000);
@@ -237,6 +265,14 @@ export async function startGateway(deps: GatewayDeps): Promise<Gateway> {
     pop3,
     pop3s,
     activeSessions: () => running.size,
+    reconfigure(next) {
+      const live: Partial<Record<keyof LiveGatewaySettings, unknown>> = {};
+      for (const key of LIVE_GATEWAY_SETTINGS) live[key] = next[key];
+      settings = { ...settings, ...(live as LiveGatewaySettings) };
+      deps = { ...deps, settings };
+      connectionRate.limit = settings.maxConnectionsPerIpPerMinute;
+      deps.metrics.connectionLimit.set(settings.maxConnections);
+    },
     async close(drainMs = 0) {
       for (const s of servers) s.close();
       if (running.size > 0 && drainMs > 0) {

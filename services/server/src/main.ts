@@ -20,6 +20,7 @@ import { IpcLockManager, LockTable, LoginHistory, ThrottleTable, serveLocks } fr
 import { clusterMetricsText, createLogger, exposeToClusterPrimary, type Logger } from '@postern/telemetry';
 import { prepareTls, startServer, throttleLimits, type RunningServer, type ServerRole } from './app.js';
 import { loadServerConfig, type ServerConfig } from './config.js';
+import { applyReload } from './reload.js';
 
 async function firstRunDemoUser(passwdFile: string): Promise<{ user: string; password: string } | null> {
   if (existsSync(passwdFile)) return null;
@@ -98,15 +99,13 @@ function onStopSignals(logger: Logger, stop: (signal: string) => Promise<void>):
 
 /**
  * SIGHUP: read the configuration again and apply what can change safely in a running process
- * (the log level; the password file reloads by itself). Anything else needs a restart, and a
- * configuration that no longer validates changes nothing.
+ * (the log level, POP3 limits and timeouts; see reload.ts). Anything else needs a restart and is
+ * logged as such; a configuration that no longer validates changes nothing.
  */
-function onReloadSignal(logger: Logger, forward?: () => void): void {
+function onReloadSignal(logger: Logger, running: Readonly<ServerConfig>, server: RunningServer | null, forward?: () => void): void {
   process.on('SIGHUP', () => {
     try {
-      const next = loadServerConfig();
-      logger.level = next.LOG_LEVEL;
-      logger.info({ logLevel: next.LOG_LEVEL }, 'configuration reloaded');
+      applyReload(logger, running, loadServerConfig(), server);
     } catch (e) {
       logger.error({ err: (e as Error).message }, 'configuration reload refused; keeping the running configuration');
     }
@@ -119,7 +118,7 @@ async function runSingle(config: Readonly<ServerConfig>, logger: Logger, mode: M
   const role: ServerRole = mode === 'node' ? 'all' : mode;
   const server = await startServer(config, logger, { role });
   announce(config, mode, 1, demo);
-  onReloadSignal(logger);
+  onReloadSignal(logger, config, server);
   onStopSignals(logger, async (signal) => {
     logger.info({ signal, drainMs: config.DRAIN_TIMEOUT_MS }, 'draining');
     await server.stop(config.DRAIN_TIMEOUT_MS);
@@ -162,7 +161,7 @@ async function runPrimary(config: Readonly<ServerConfig>, logger: Logger, mode: 
   });
   for (let i = 0; i < count; i++) fork();
   announce(config, mode, count, demo);
-  onReloadSignal(logger, () => {
+  onReloadSignal(logger, config, server, () => {
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP');
   });
   onStopSignals(logger, async (signal) => {
@@ -182,7 +181,7 @@ async function runWorker(config: Readonly<ServerConfig>, logger: Logger): Promis
   const locks = config.STORE === 's3' ? null : new IpcLockManager(process as unknown as Parameters<typeof serveLocks>[2]);
   const server = await startServer(config, logger, { role: 'pop3', ...(locks ? { locks, loginDelayGate: locks, ...(throttleLimits(config) ? { loginThrottle: locks } : {}) } : {}) });
   exposeToClusterPrimary(server.metrics);
-  onReloadSignal(logger);
+  onReloadSignal(logger, config, server);
   let stopping = false;
   const stop = async (): Promise<void> => {
     if (stopping) return;
