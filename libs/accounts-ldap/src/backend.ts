@@ -224,15 +224,23 @@ export class LdapBackend implements AccountBackend {
   }
 
   private async searchOne(c: LdapConnection, filter: string, base = this.options.baseDn, scope: 'sub' | 'base' = 'sub'): Promise<UserEntry | null> {
-    const result = await c.search(base, {
-      scope,
-      filter,
-      attributes: this.attributes,
-      explicitBufferAttributes: this.binaryAttributes,
-      sizeLimit: 2,
-    });
+    const ambiguous = (): AccountsError => new AccountsError('unavailable', `filter ${filter} matches more than one entry`, { temporary: false });
+    let result: Awaited<ReturnType<LdapConnection['search']>>;
+    try {
+      result = await c.search(base, {
+        scope,
+        filter,
+        attributes: this.attributes,
+        explicitBufferAttributes: this.binaryAttributes,
+        sizeLimit: 2,
+      });
+    } catch (e) {
+      // sizeLimitExceeded: three or more entries match.
+      if (e instanceof ResultCodeError && e.code === 4) throw ambiguous();
+      throw e;
+    }
     // Referrals (AD's DomainDnsZones and friends) are not followed.
-    if (result.searchEntries.length > 1) throw new AccountsError('unavailable', `filter ${filter} matches more than one entry`, { temporary: false });
+    if (result.searchEntries.length > 1) throw ambiguous();
     const entry = result.searchEntries[0];
     return entry === undefined ? null : { dn: entry.dn, attributes: entry };
   }

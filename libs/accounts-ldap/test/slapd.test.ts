@@ -130,6 +130,13 @@ describe('LdapBackend against slapd', () => {
     assert.equal(weird.account.username, WEIRD.uid);
   });
 
+  it('a filter that matches several entries refuses the login (invalid), never picks one', async () => {
+    const ldap = open({ userFilter: '(|(uid=%u)(objectClass=inetOrgPerson))' });
+    assert.match(failure(await ldap.verifyPassword({ username: 'alice', password: ALICE })), /^invalid: filter .* matches more than one entry/);
+    const two = open({ userFilter: '(|(uid=%u)(uid=bob))' });
+    assert.match(failure(await two.verifyPassword({ username: 'alice', password: ALICE })), /^invalid: filter .* matches more than one entry/);
+  });
+
   it('StartTLS on ldap:// with the CA', async () => {
     const ldap = open({ urls: [slapd.url], startTls: true });
     assert.ok((await ldap.verifyPassword({ username: 'alice', password: ALICE })).ok);
