@@ -50,3 +50,4 @@ export {
 } from './passwd-file-edit.js';
 export { CredentialCache, type CredentialCacheOptions, type CredentialCacheStats } from './credential-cache.js';
 export { ChainBackend, type ChainBackendOptions } from './chain.js';
+export { PamBackend, pamOptionsFromConfig, type PamBackendOptions, type PamConfigKeys } from './pam.js';

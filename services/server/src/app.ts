@@ -3,7 +3,7 @@ import { constants } from 'node:fs';
 import { access, mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { ChainBackend, CredentialCache, PasswdFileBackend, type AccountBackend } from '@postern/accounts';
+import { ChainBackend, CredentialCache, PamBackend, PasswdFileBackend, pamOptionsFromConfig, type AccountBackend } from '@postern/accounts';
 import { LdapBackend, ldapOptionsFromConfig } from '@postern/accounts-ldap';
 import { DEFAULT_GATEWAY_SETTINGS, startGateway, type Gateway, type GatewaySettings } from '@postern/gateway';
 import { startIntake, type Intake } from '@postern/delivery';
@@ -77,6 +77,10 @@ async function openAccounts(config: Readonly<ServerConfig>, logger: Logger): Pro
     for (const kind of config.AUTH) {
       if (kind === 'ldap') {
         opened.push(new LdapBackend(ldapOptionsFromConfig(config)));
+        continue;
+      }
+      if (kind === 'pam') {
+        opened.push(new PamBackend({ ...pamOptionsFromConfig(config), onWarning: (m) => logger.warn(m) }));
         continue;
       }
       opened.push(

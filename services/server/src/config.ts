@@ -61,7 +61,7 @@ export const serverSchema = z.object({
   MAX_MESSAGE_SIZE: integer(1_024).default(50 * 1024 * 1024),
   CREDENTIAL_CACHE_TTL_S: integer(0, 86_400).default(60),
   /** Account backends asked in this order: `passwd-file`, `ldap` (e.g. `ldap,passwd-file`). */
-  AUTH: list.pipe(z.array(z.enum(['passwd-file', 'ldap'])).min(1, 'name at least one backend')).default(['passwd-file']),
+  AUTH: list.pipe(z.array(z.enum(['passwd-file', 'ldap', 'pam'])).min(1, 'name at least one backend')).default(['passwd-file']),
   /** LDAP / Active Directory (AUTH includes ldap): see libs/accounts-ldap/README.md. */
   LDAP_URLS: list.default([]),
   LDAP_MODE: z.enum(['search-bind', 'direct-bind']).default('search-bind'),
@@ -81,6 +81,12 @@ export const serverSchema = z.object({
   LDAP_CONNECT_TIMEOUT_MS: integer(100, 60_000).default(2_000),
   LDAP_TIMEOUT_MS: integer(100, 60_000).default(5_000),
   LDAP_POOL_SIZE: integer(1, 256).default(8),
+  /** Linux system accounts (AUTH includes pam): see libs/accounts/README.md. */
+  PAM_SERVICE: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'a PAM service name (a file in /etc/pam.d)').default('postern'),
+  PAM_MIN_UID: integer(1).default(1_000),
+  PAM_FAILURE_DELAY_MS: integer(0, 60_000).default(2_000),
+  PAM_TIMEOUT_MS: integer(100, 120_000).default(10_000),
+  PAM_CONCURRENCY: integer(1, 1_024).optional(),
   MAILDIR_FSYNC: boolean.default(true),
   MAILDIR_READ_MODE: z.enum(['sync', 'async']).default('sync'),
   MAILDIR_SAVE_CRLF: boolean.default(true),
