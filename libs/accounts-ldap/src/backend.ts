@@ -15,7 +15,7 @@ import { AccountsError, type Account, type AccountBackend, type ApopCredentials,
 import { ResultCodeError, type Entry } from 'ldapts';
 import { escapeDnValue, escapeFilterValue, fillTemplate, loginAttributeOf, templateIsDn } from './escape.js';
 import { LdapConnection, Pool, Servers, abortReason, parseLdapUrl, unavailable, type LdapStats, type ServerUrl } from './pool.js';
-import { STATE_ATTRIBUTES, adBindFailure, firstValue, allValues, formatGuid, refusalFromAttributes } from './state.js';
+import { STATE_ATTRIBUTES, adBindFailure, firstValue, allValues, formatGuid, ppolicyLock, refusalFromAttributes } from './state.js';
 
 export type LdapMode = 'search-bind' | 'direct-bind';
 
@@ -294,7 +294,7 @@ export class LdapBackend implements AccountBackend {
       if (e.code === 49) {
         const ad = adBindFailure(e.message);
         if (ad !== null) return fail(ad.refused ? 'refused' : 'invalid', ad.reason);
-        const state = entry === null ? null : refusalFromAttributes(entry.attributes, this.now());
+        const state = entry === null ? null : (refusalFromAttributes(entry.attributes, this.now()) ?? ppolicyLock(entry.attributes, false));
         return state !== null ? fail('refused', state) : fail('invalid', 'wrong password');
       }
       // 48 inappropriateAuthentication, 50 insufficientAccessRights, 53 unwillingToPerform: the directory says no.
@@ -325,7 +325,7 @@ export class LdapBackend implements AccountBackend {
   }
 
   private accepted(entry: UserEntry, username: string): AuthResult {
-    const refusal = refusalFromAttributes(entry.attributes, this.now());
+    const refusal = refusalFromAttributes(entry.attributes, this.now()) ?? ppolicyLock(entry.attributes, true);
     if (refusal !== null) return fail('refused', refusal);
     const account = this.accountOf(entry, username);
     if (account === null) return fail('refused', `entry ${entry.dn} has no ${this.mailboxAttribute}`);

@@ -51,9 +51,8 @@ export function fileTimeToMs(ticks: bigint): number {
 }
 
 /**
- * Why the directory says this account may not log in, or null. `now` in ms. Checked after a
- * successful bind too (accountExpires is not enforced by every server), and used to name the
- * reason of a failed one (ppolicy answers a locked account's bind with plain invalidCredentials).
+ * Why Active Directory's attributes say this account may not log in, or null. `now` in ms.
+ * Checked after a successful bind too (accountExpires and the computed flags are read fresh).
  */
 export function refusalFromAttributes(entry: AttributeValues, now: number): string | null {
   const uac = text(firstValue(entry, 'userAccountControl'));
@@ -70,9 +69,23 @@ export function refusalFromAttributes(entry: AttributeValues, now: number): stri
     // 0 and 0x7FFFFFFFFFFFFFFF both mean "never".
     if (ticks !== 0n && ticks !== 0x7fff_ffff_ffff_ffffn && fileTimeToMs(ticks) <= now) return 'account expired (accountExpires)';
   }
-  const locked = text(firstValue(entry, 'pwdAccountLockedTime'));
-  if (locked !== undefined && locked !== '') return `account locked (ppolicy pwdAccountLockedTime ${locked})`;
   return null;
+}
+
+/** pwdAccountLockedTime of an administrative lock: it never expires (draft-behera-ldap-password-policy). */
+export const PPOLICY_PERMANENT_LOCK = '000001010000Z';
+
+/**
+ * OpenLDAP ppolicy's lock. ppolicy answers a locked account's bind with plain
+ * invalidCredentials, so after a failed bind any pwdAccountLockedTime names the reason. After a
+ * successful bind only the permanent administrative lock counts: a timed lock whose duration
+ * has passed is still present until ppolicy clears it, and slapd let the bind through; and
+ * slapd lets even an administrative lock through when the entry's policy has pwdLockout FALSE.
+ */
+export function ppolicyLock(entry: AttributeValues, bound: boolean): string | null {
+  const locked = text(firstValue(entry, 'pwdAccountLockedTime'));
+  if (locked === undefined || locked === '' || (bound && locked !== PPOLICY_PERMANENT_LOCK)) return null;
+  return `account locked (ppolicy pwdAccountLockedTime ${locked})`;
 }
 
 /** AD (and Samba) sub-codes in the diagnostic message of a failed bind: `..., data 775, ...`. */

@@ -10,6 +10,7 @@ import {
   formatGuid,
   loginAttributeOf,
   parseLdapUrl,
+  ppolicyLock,
   refusalFromAttributes,
   templateIsDn,
 } from '../src/index.js';
@@ -79,7 +80,12 @@ describe('account state', () => {
     assert.match(refusalFromAttributes({ accountExpires: past.toString() }, now) ?? '', /expired/);
     assert.equal(refusalFromAttributes({ accountExpires: '0' }, now), null);
     assert.equal(refusalFromAttributes({ accountExpires: '9223372036854775807' }, now), null);
-    assert.match(refusalFromAttributes({ pwdAccountLockedTime: '000001010000Z' }, now) ?? '', /ppolicy/);
+    assert.equal(refusalFromAttributes({ pwdAccountLockedTime: '000001010000Z' }, now), null);
+    // After a failed bind any lock names the reason; after a successful one only the permanent lock.
+    assert.match(ppolicyLock({ pwdAccountLockedTime: '20260101000000Z' }, false) ?? '', /ppolicy/);
+    assert.equal(ppolicyLock({ pwdAccountLockedTime: '20260101000000Z' }, true), null);
+    assert.match(ppolicyLock({ pwdAccountLockedTime: '000001010000Z' }, true) ?? '', /ppolicy pwdAccountLockedTime 000001010000Z/);
+    assert.equal(ppolicyLock({ uid: 'x' }, false), null);
   });
 
   it('maps the AD bind data codes', () => {

@@ -108,6 +108,37 @@ describe('LdapBackend against slapd', () => {
     assert.match(failure(await ldap.verifyPassword({ username: 'lockme', password: 'lockme-ldap-secret' })), /^refused: account locked \(ppolicy/);
   });
 
+  it('ppolicy: a lock whose duration has passed does not refuse a bind slapd lets through', async () => {
+    const dn = slapd.userDn('carl');
+    await slapd.modify(
+      [
+        `dn: cn=short,ou=policies,${slapd.baseDn}`,
+        'changetype: add',
+        'objectClass: pwdPolicy',
+        'objectClass: device',
+        'cn: short',
+        'pwdAttribute: userPassword',
+        'pwdLockout: TRUE',
+        'pwdMaxFailure: 2',
+        'pwdLockoutDuration: 60',
+        '',
+        `dn: ${dn}`,
+        'changetype: add',
+        'objectClass: inetOrgPerson',
+        'uid: carl',
+        'cn: carl',
+        'sn: carl',
+        'userPassword: carl-ldap-secret',
+        `pwdPolicySubentry: cn=short,ou=policies,${slapd.baseDn}`,
+        'pwdAccountLockedTime: 20200101000000Z',
+        '',
+      ].join('\n'),
+    );
+    assert.match(await slapd.search(dn, '(objectClass=*)', ['pwdAccountLockedTime']), /pwdAccountLockedTime: 20200101000000Z/);
+    const r = await open().verifyPassword({ username: 'carl', password: 'carl-ldap-secret' });
+    assert.ok(r.ok, JSON.stringify(r));
+  });
+
   it('required group: a member gets in, a non-member is refused', async () => {
     const ldap = open({ requiredGroup: slapd.groupDn('mailusers') });
     assert.ok((await ldap.verifyPassword({ username: 'alice', password: ALICE })).ok);
