@@ -51,9 +51,13 @@ export interface LdapBackendOptions {
   readonly timeoutMs?: number;
   /** Connections per pool (searches, user binds). */
   readonly poolSize?: number;
+  /** A server that failed is tried last for this long. Default 10 000. */
   readonly retryAfterMs?: number;
+  /** Pooled connections older than this are closed when returned (failback). Default 300 000. */
+  readonly maxConnectionAgeMs?: number;
   /** Default `ldap`. */
   readonly name?: string;
+  /** Clock for account expiry (tests); deadlines use the real clock. */
   readonly now?: () => number;
 }
 
@@ -147,14 +151,15 @@ export class LdapBackend implements AccountBackend {
       timeoutMs: this.timeoutMs,
       retryAfterMs: options.retryAfterMs ?? 10_000,
       stats: this.stats,
-      now: this.now,
     });
     const poolSize = options.poolSize ?? 8;
+    const maxAgeMs = options.maxConnectionAgeMs ?? 300_000;
     const bindDn = options.bindDn;
     const bindPassword = options.bindPassword;
     this.searchPool = new Pool(this.servers, {
       name: 'LDAP search',
       max: poolSize,
+      maxAgeMs,
       prepare:
         bindDn !== undefined && bindPassword !== undefined
           ? async (c) => {
@@ -166,7 +171,7 @@ export class LdapBackend implements AccountBackend {
             }
           : undefined,
     });
-    this.bindPool = new Pool(this.servers, { name: 'LDAP bind', max: poolSize });
+    this.bindPool = new Pool(this.servers, { name: 'LDAP bind', max: poolSize, maxAgeMs });
   }
 
   supportsApop(): boolean {
@@ -183,7 +188,7 @@ export class LdapBackend implements AccountBackend {
     if (username.length === 0 || password.length === 0) return fail('invalid', 'empty username or password');
     if (password.includes('\0')) return fail('invalid', 'password contains NUL');
     if (CONTROL.test(username)) return fail('invalid', 'username contains a control character');
-    const deadline = this.now() + this.timeoutMs;
+    const deadline = Date.now() + this.timeoutMs;
     try {
       return this.options.mode === 'direct-bind'
         ? await this.directBind(username, password, deadline, signal)
@@ -196,7 +201,7 @@ export class LdapBackend implements AccountBackend {
 
   async hasLogin(username: string, signal?: AbortSignal): Promise<boolean> {
     if (username.length === 0 || CONTROL.test(username)) return false;
-    const entry = await this.searchPool.use((c) => this.findUser(c, username), this.now() + this.timeoutMs, signal, 'user search');
+    const entry = await this.searchPool.use((c) => this.findUser(c, username), Date.now() + this.timeoutMs, signal, 'user search');
     return entry !== null;
   }
 
@@ -206,7 +211,7 @@ export class LdapBackend implements AccountBackend {
     const value = escapeFilterValue(address);
     const byMail = this.mailAttributes.map((a) => (a.toLowerCase() === 'proxyaddresses' ? `(${a}=smtp:${value})` : `(${a}=${value})`));
     const filter = `(|${this.userFilterFor(address)}${byMail.join('')})`;
-    const entry = await this.searchPool.use((c) => this.searchOne(c, filter), this.now() + this.timeoutMs, signal, 'address lookup');
+    const entry = await this.searchPool.use((c) => this.searchOne(c, filter), Date.now() + this.timeoutMs, signal, 'address lookup');
     if (entry === null) return null;
     return this.accountOf(entry, address);
   }

@@ -125,11 +125,15 @@ export class LdapConnection {
   private readonly socket: Socket;
   private readonly stats: LdapStats;
 
-  constructor(client: Client, server: ServerUrl, socket: Socket, stats: LdapStats) {
+  /** When it was opened (ms since the epoch): old connections are retired so failback happens. */
+  readonly openedAt: number;
+
+  constructor(client: Client, server: ServerUrl, socket: Socket, stats: LdapStats, openedAt: number) {
     this.client = client;
     this.server = server;
     this.socket = socket;
     this.stats = stats;
+    this.openedAt = openedAt;
   }
 
   get alive(): boolean {
@@ -240,7 +244,7 @@ export class Servers {
         return socket;
       }) as unknown as typeof netConnect,
     });
-    const connection = new LdapConnection(client, server, socket, this.options.stats);
+    const connection = new LdapConnection(client, server, socket, this.options.stats, Date.now());
     if (this.options.startTls && !server.secure) {
       await underDeadline(client.startTLS(this.tlsFor(server)), until + this.options.timeoutMs, signal, `StartTLS with ${server.url}`, destroy, this.now).catch(
         (e: unknown) => {
@@ -260,6 +264,11 @@ type Waiter = {
 export interface PoolOptions {
   readonly name: string;
   readonly max: number;
+  /**
+   * A connection older than this is closed when it comes back to the pool, so connections move
+   * back to the first URL after a failover, and spread over servers that were added. 0: one use.
+   */
+  readonly maxAgeMs: number;
   /** Runs on each new connection before first use (the service account bind). */
   readonly prepare?: (connection: LdapConnection, deadline: number, signal: AbortSignal | undefined) => Promise<void>;
 }
@@ -373,6 +382,12 @@ export class Pool {
   private release(c: LdapConnection): void {
     if (this.closed || !c.alive) {
       this.discard(c);
+      return;
+    }
+    if (Date.now() - c.openedAt >= this.options.maxAgeMs) {
+      this.size--;
+      this.wakeOne();
+      void c.close();
       return;
     }
     const w = this.waiters.shift();

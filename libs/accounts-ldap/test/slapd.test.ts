@@ -211,6 +211,32 @@ describe('LdapBackend against slapd', () => {
     assert.ok(Date.now() - started < 2_000);
   });
 
+  it('fails back to the first URL once it answers again (connections are retired by age)', async () => {
+    const first = await startSlapd({ certificates: slapd.certificates });
+    try {
+      // Each server gave alice its own entryUUID: the mailbox id tells which one answered.
+      const uuidOf = async (server: Slapd): Promise<string> =>
+        /entryUUID: (\S+)/.exec(await server.search(server.userDn('alice'), '(objectClass=*)', ['entryUUID']))?.[1] ?? '';
+      const firstUuid = await uuidOf(first);
+      const secondUuid = await uuidOf(slapd);
+      assert.notEqual(firstUuid, secondUuid);
+      // Direct bind: the two servers' service accounts have different passwords.
+      const ldap = open({ urls: [first.ldapsUrl, slapd.ldapsUrl], mode: 'direct-bind', bindTemplate: `uid=%u,ou=people,${slapd.baseDn}`, retryAfterMs: 0, maxConnectionAgeMs: 0 });
+      const served = async (): Promise<string> => {
+        const r = await ldap.verifyPassword({ username: 'alice', password: ALICE });
+        assert.ok(r.ok, JSON.stringify(r));
+        return r.account.mailboxId;
+      };
+      assert.equal(await served(), firstUuid);
+      await first.process.stop();
+      assert.equal(await served(), secondUuid);
+      await first.process.start();
+      assert.equal(await served(), firstUuid);
+    } finally {
+      await first.stop();
+    }
+  });
+
   it('a server that accepts and never answers costs a temporary failure within the deadline', async () => {
     const hole = await blackHole();
     try {
