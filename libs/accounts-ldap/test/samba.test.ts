@@ -155,7 +155,7 @@ describe('LdapBackend against Samba AD', () => {
       const started = Date.now();
       assert.match(failure(await ldap.verifyPassword({ username: 'bob', password: password('bob') })), /^temporary: /);
       const took = Date.now() - started;
-      assert.ok(took >= 700 && took < 1_800, `took ${took} ms`);
+      assert.ok(took >= 700 && took < 2_500, `took ${took} ms`);
     } finally {
       ad.process.signal('SIGCONT');
     }

@@ -247,7 +247,7 @@ describe('LdapBackend against slapd', () => {
         const r = await ldap.verifyPassword({ username: 'alice', password: ALICE });
         const took = Date.now() - started;
         assert.match(failure(r), /^temporary: /);
-        assert.ok(took >= 350 && took < 1_500, `took ${took} ms`);
+        assert.ok(took >= 350 && took < 2_500, `took ${took} ms`);
       }
       // Failover past the silent server (its connect timeout) to the real one.
       const ldap = open({ urls: [`ldaps://127.0.0.1:${hole.port}`, slapd.ldapsUrl], timeoutMs: 2_000, connectTimeoutMs: 300 });
@@ -265,7 +265,7 @@ describe('LdapBackend against slapd', () => {
       const started = Date.now();
       assert.match(failure(await ldap.verifyPassword({ username: 'alice', password: ALICE })), /^temporary: /);
       const took = Date.now() - started;
-      assert.ok(took >= 600 && took < 1_500, `took ${took} ms`);
+      assert.ok(took >= 600 && took < 2_500, `took ${took} ms`);
     } finally {
       slapd.process.signal('SIGCONT');
     }

@@ -100,7 +100,7 @@ describe('LDAP authentication end to end (AUTH=ldap,passwd-file)', () => {
       // Not cached: this password was never tried.
       assert.match(await c.command('PASS not-tried-before'), /^-ERR \[SYS\/TEMP\] /);
       const took = Date.now() - started;
-      assert.ok(took < 2_500, `took ${took} ms`);
+      assert.ok(took >= 400 && took < 3_000, `took ${took} ms`);
       await c.quit();
     } finally {
       slapd.process.signal('SIGCONT');
