@@ -171,9 +171,10 @@ return added
 };
 
 /**
- * Rebuild, last step: recompute the totals from the index (the fence is kept, so it never goes
- * back). KEYS: lock, idx, tot. ARGV: token. Returns { count, octets }, or nil when the lock is
- * not ours.
+ * Rebuild, last step: recompute the totals from the index, and raise the fence to at least the
+ * server time in microseconds, so fencing tokens handed out after a rebuild are above any handed
+ * out before, even when the whole index (fence included) was lost. KEYS: lock, idx, tot.
+ * ARGV: token. Returns { count, octets }, or nil when the lock is not ours.
  */
 export const REBUILD_TOTALS: ScriptDefinition = {
   numberOfKeys: 3,
@@ -183,6 +184,11 @@ local sizes = redis.call('HVALS', KEYS[2])
 local octets = 0
 for i = 1, #sizes do octets = octets + tonumber(sizes[i]) end
 redis.call('HSET', KEYS[3], 'count', #sizes, 'octets', octets)
+local now = redis.call('TIME')
+local floor = tonumber(now[1]) * 1000000 + tonumber(now[2])
+if tonumber(redis.call('HGET', KEYS[3], 'fence') or '0') < floor then
+  redis.call('HSET', KEYS[3], 'fence', string.format('%.0f', floor))
+end
 return { #sizes, octets }
 `,
 };

@@ -1,12 +1,13 @@
 /** Shared test wiring: real redis-server and versitygw from the testkit, one store per test. */
-import { Cluster, Redis } from 'ioredis';
 import { startRedis, startS3, type RedisServer, type S3Server } from '@postern/testkit';
 import {
   RedisIndex,
   RedisLockManager,
   S3MailStore,
   S3Objects,
+  createRedis,
   createS3Client,
+  parseRedisSettings,
   parseS3Settings,
   type RedisClient,
 } from '../src/index.js';
@@ -49,12 +50,14 @@ export interface RigOptions {
 
 export type RedisFactory = () => RedisClient;
 
-export function standaloneRedis(server: RedisServer): RedisFactory {
-  return () => new Redis(server.url, { maxRetriesPerRequest: 2, commandTimeout: 5_000 });
+/** A client made the way production makes it: settings parsed from environment variables. */
+export function redisFromEnv(env: Record<string, string>): RedisFactory {
+  const settings = parseRedisSettings({ REDIS_COMMAND_TIMEOUT_MS: '2000', ...env });
+  return () => createRedis(settings);
 }
 
-export function clusterRedis(nodes: ReadonlyArray<{ host: string; port: number }>): RedisFactory {
-  return () => new Cluster(nodes.map((n) => ({ ...n })), { redisOptions: { maxRetriesPerRequest: 2, commandTimeout: 5_000 } });
+export function standaloneRedis(server: RedisServer): RedisFactory {
+  return redisFromEnv({ REDIS_URL: server.url });
 }
 
 export function makeRig(s3Server: S3Server, redisFactory: RedisFactory, options: RigOptions = {}): Rig {
