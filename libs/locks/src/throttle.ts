@@ -132,44 +132,45 @@ export function counterTtl(limits: ThrottleLimits, count: number, limit: number)
   return limit > 0 && count >= limit ? Math.max(limits.windowMs, limits.blockMs) : limits.windowMs;
 }
 
-/** A capped map whose entries expire; the least recently written entry goes first when full. */
+/**
+ * A capped map whose entries expire, in two generations: writes go to the current one; when it
+ * holds half the capacity it becomes the previous one and the old previous one is dropped whole.
+ * Every operation is O(1) (no scan for the oldest entry), at most `capacity` entries are kept,
+ * and what goes first is what was written longest ago.
+ */
 class ExpiringMap<V> {
-  readonly #entries = new Map<string, { value: V; expires: number }>();
-  constructor(readonly capacity: number) {}
+  #current = new Map<string, { value: V; expires: number }>();
+  #previous = new Map<string, { value: V; expires: number }>();
+  readonly #half: number;
+  constructor(capacity: number) {
+    this.#half = Math.max(1, Math.floor(capacity / 2));
+  }
 
   get(key: string, now: number): { value: V; expires: number } | undefined {
-    const e = this.#entries.get(key);
+    const e = this.#current.get(key) ?? this.#previous.get(key);
     if (e !== undefined && e.expires <= now) {
-      this.#entries.delete(key);
+      this.delete(key);
       return undefined;
     }
     return e;
   }
 
   set(key: string, value: V, expires: number): void {
-    this.#entries.delete(key);
-    this.#entries.set(key, { value, expires });
-    while (this.#entries.size > this.capacity) {
-      const oldest = this.#entries.keys().next();
-      if (oldest.done) break;
-      this.#entries.delete(oldest.value);
+    this.#previous.delete(key);
+    this.#current.set(key, { value, expires });
+    if (this.#current.size >= this.#half) {
+      this.#previous = this.#current;
+      this.#current = new Map();
     }
   }
 
   delete(key: string): void {
-    this.#entries.delete(key);
-  }
-
-  /** Drop expired entries from the oldest end (bounded work per call). */
-  prune(now: number, budget: number): void {
-    for (const [key, e] of this.#entries) {
-      if (budget-- <= 0) return;
-      if (e.expires <= now) this.#entries.delete(key);
-    }
+    this.#current.delete(key);
+    this.#previous.delete(key);
   }
 
   get size(): number {
-    return this.#entries.size;
+    return this.#current.size + this.#previous.size;
   }
 }
 
@@ -181,9 +182,10 @@ export interface ThrottleTableOptions {
 
 /**
  * The counters in one process: synchronous, bounded (a capped map per kind, oldest written
- * first out, expired entries dropped as they are met). The primary of a multi-process node
- * keeps one for all its workers. When full, flooding it with new names can push out an old
- * counter early; the cap is sized so that takes far more attempts than the address limit allows.
+ * first out, expired entries dropped as they are met or with their generation). The primary of
+ * a multi-process node keeps one for all its workers. When full, flooding it with new names can
+ * push out an old counter early; the cap is sized so that takes far more attempts than the
+ * address limit allows.
  */
 export class ThrottleTable {
   readonly limits: ThrottleLimits;
@@ -216,7 +218,6 @@ export class ThrottleTable {
   recordFailure(attempt: LoginAttempt): void {
     const now = this.#now();
     const bump = (map: ExpiringMap<number>, key: string, limit: number): void => {
-      map.prune(now, 4);
       const count = (map.get(key, now)?.value ?? 0) + 1;
       map.set(key, count, now + counterTtl(this.limits, count, limit));
     };
@@ -229,7 +230,6 @@ export class ThrottleTable {
     const user = accountKey(attempt.username);
     this.#users.delete(user);
     if (this.limits.trustMs > 0) {
-      this.#trusted.prune(now, 4);
       this.#trusted.set(`${user}\n${addressKey(attempt.ip)}`, true, now + this.limits.trustMs);
     }
   }
