@@ -1,7 +1,7 @@
 /** The login effect: verify credentials, take the maildrop lock, snapshot the maildrop. */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Account, AccountBackend, AuthResult } from '@postern/accounts';
-import type { Lease, LockManager, LoginDelayGate, LoginThrottle, ThrottleReason } from '@postern/locks';
+import type { Lease, LockManager, LoginDelayGate, LoginThrottle, ThrottleReason, ThrottleVerdict } from '@postern/locks';
 import type { Maildrop, MailStore } from '@postern/mailstore';
 import type { Credentials, LoginResult } from '@postern/pop3-protocol';
 
@@ -59,25 +59,24 @@ const seconds = (start: bigint): number => Number(process.hrtime.bigint() - star
 export async function performLogin(ctx: LoginContext, credentials: Credentials): Promise<LoginOutcome> {
   const username = credentials.username;
   const base = { username, backend: ctx.accounts.name, lock: null, openSeconds: null, throttled: null } as const;
-  const started = process.hrtime.bigint();
   const throttle = ctx.throttle && { gate: ctx.throttle.gate, attempt: { ip: ctx.throttle.ip, username } };
   if (throttle) {
     // Before any verification: a refused attempt costs no directory bind (and so cannot add to
     // the directory's own lockout counter). A refusal looks like a wrong password (see decisions).
-    let reason: string | null = null;
+    let verdict: ThrottleVerdict;
     try {
-      const verdict = await throttle.gate.checkLogin(throttle.attempt);
-      if (verdict.delayMs > 0) await sleep(verdict.delayMs, undefined, { signal: ctx.signal });
-      if (!verdict.allowed) {
-        reason = `throttled (${verdict.reason}), retry after ${Math.ceil(verdict.retryAfterMs / 1000)} s`;
-        return { ...base, result: { ok: false, code: 'AUTH' }, opened: null, reason, authSeconds: 0, throttled: verdict.reason };
-      }
+      verdict = await throttle.gate.checkLogin(throttle.attempt);
     } catch (e) {
-      if (ctx.signal.aborted) throw e;
-      reason = `login throttle error: ${(e as Error).message}`;
+      const reason = `login throttle error: ${(e as Error).message}`;
       return { ...base, result: { ok: false, code: 'SYS/TEMP' }, opened: null, reason, authSeconds: 0 };
     }
+    if (verdict.delayMs > 0) await sleep(verdict.delayMs, undefined, { signal: ctx.signal });
+    if (!verdict.allowed) {
+      const reason = `throttled (${verdict.reason}), retry after ${Math.ceil(verdict.retryAfterMs / 1000)} s`;
+      return { ...base, result: { ok: false, code: 'AUTH' }, opened: null, reason, authSeconds: 0, throttled: verdict.reason };
+    }
   }
+  const started = process.hrtime.bigint();
   let auth: AuthResult;
   try {
     auth = await verify(ctx, credentials);
@@ -87,7 +86,7 @@ export async function performLogin(ctx: LoginContext, credentials: Credentials):
   }
   const authSeconds = seconds(started);
   if (throttle && (auth.ok || auth.failure !== 'temporary')) {
-    // The answer stands even if recording fails; the log says so.
+    // The answer stands even if recording fails; a failed login's log line says so.
     const recorded = auth.ok ? throttle.gate.recordSuccess(throttle.attempt) : throttle.gate.recordFailure(throttle.attempt);
     const problem = await recorded.then(
       () => null,
