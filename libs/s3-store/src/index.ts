@@ -42,6 +42,8 @@ export interface ClusterBackendOptions {
   readonly credentials?: S3Credentials;
   /** Lease lost to a failed or late renewal (a metric, a log line). */
   readonly onLeaseLost?: (key: string, reason: string) => void;
+  /** A Redis connection error (commands waiting on it fail on their own; a log line, rate-limited). */
+  readonly onRedisError?: (error: Error) => void;
   /** Deleting committed objects failed; the sweeper retries (a log line). */
   readonly onDeleteError?: (mailboxId: string, error: unknown) => void;
 }
@@ -67,7 +69,7 @@ export interface ClusterBackends {
 }
 
 export function createClusterBackends(settings: ClusterSettings, options: ClusterBackendOptions = {}): ClusterBackends {
-  const redis = createRedis(settings.redis);
+  const redis = createRedis(settings.redis, options.onRedisError);
   const roundTrips = new RoundTrips();
   const index = new RedisIndex(redis, {
     keyPrefix: settings.redis.keyPrefix,

@@ -40,8 +40,17 @@ function reconnectOnReadonly(error: Error): boolean | 2 {
  * An ioredis client for the configured mode. Commands time out after `commandTimeoutMs` and are
  * retried at most twice across reconnects, so a Redis outage fails a session quickly
  * ([SYS/TEMP]) instead of hanging it. Every script is idempotent, so a resend is safe.
+ * `onError` sees connection errors (for a log line; rate-limit it, ioredis retries often).
  */
-export function createRedis(settings: RedisSettings): RedisClient {
+export function createRedis(settings: RedisSettings, onError: (error: Error) => void = () => {}): RedisClient {
+  const client = makeClient(settings);
+  // Connection errors also fail the commands waiting on them; this only keeps ioredis from
+  // printing each reconnect attempt itself.
+  client.on('error', onError);
+  return client;
+}
+
+function makeClient(settings: RedisSettings): RedisClient {
   const common: RedisOptions = {
     ...(settings.username !== undefined ? { username: settings.username } : {}),
     ...(settings.password !== undefined ? { password: settings.password } : {}),
@@ -270,11 +279,13 @@ export class RedisIndex {
     }
   }
 
-  /** Closes the client (QUIT, then disconnect if it does not answer). */
+  /** Closes the client: QUIT, then disconnect (which also ends Sentinel failover-detector connections). */
   async close(): Promise<void> {
     try {
       await this.client.quit();
     } catch {
+      // Not connected: nothing to say goodbye to.
+    } finally {
       this.client.disconnect();
     }
   }

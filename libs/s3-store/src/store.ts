@@ -44,6 +44,11 @@ export interface S3MailStoreOptions {
    * not indexed (it fails temporarily), so the sweeper can never delete an object being indexed.
    */
   readonly sweepGraceMs?: number;
+  /**
+   * RETR/TOP fail (the gateway drops the session) when S3 sends nothing for this long while the
+   * client is reading: a dead or partitioned endpoint may never close the connection. Default 10 s.
+   */
+  readonly readStallTimeoutMs?: number;
   /** Called when the deletion of committed objects fails (the sweeper finishes it later). */
   readonly onDeleteError?: (mailboxId: string, error: unknown) => void;
 }
@@ -87,6 +92,7 @@ export class S3MailStore implements MailStore {
   readonly s3: S3Objects;
   readonly index: RedisIndex;
   readonly prefix: string;
+  readonly readStallTimeoutMs: number;
   readonly #spoolMemoryBytes: number;
   readonly #spoolDir: string | undefined;
   readonly #maxIndexDelayMs: number;
@@ -97,6 +103,7 @@ export class S3MailStore implements MailStore {
     this.s3 = options.s3;
     this.index = options.index;
     this.prefix = options.prefix ?? '';
+    this.readStallTimeoutMs = options.readStallTimeoutMs ?? 10_000;
     this.#spoolMemoryBytes = options.spoolMemoryBytes ?? 256 * 1024;
     this.#spoolDir = options.spoolDir;
     this.#maxIndexDelayMs = (options.sweepGraceMs ?? 3_600_000) / 2;
@@ -231,12 +238,12 @@ export class S3Maildrop extends LeasedDrop {
         body.destroy();
         throw new StoreError('backend', `object ${key} has ${length} octets, the index says ${meta.size}`, { temporary: true });
       }
-      return messageStream(body, { bodyLines: options.bodyLines, canonicalize: false });
+      return messageStream(body, { bodyLines: options.bodyLines, canonicalize: false, stallTimeoutMs: this.#store.readStallTimeoutMs });
     }
     // TOP of a large message: byte ranges, growing, until the limiter has its lines.
     const first = await s3.get(key, { range: [0, TOP_FIRST_RANGE - 1], ...(options.signal ? { signal: options.signal } : {}) });
     const source = Readable.from(ranges(s3, key, meta.size, first, options.signal), { objectMode: false });
-    return messageStream(source, { bodyLines: options.bodyLines, canonicalize: false });
+    return messageStream(source, { bodyLines: options.bodyLines, canonicalize: false, stallTimeoutMs: this.#store.readStallTimeoutMs });
   }
 
   protected async removeMessages(indexes: readonly number[]): Promise<void> {
