@@ -52,7 +52,7 @@ test('the sweeper finds pending deletions on every master', async () => {
     const owners = new Set<string>();
     for (const box of mailboxes) {
       const slot = Number(await rig.redis.cluster('KEYSLOT', rig.index.keys(box.id).pending));
-      const shards = (await rig.redis.cluster('SLOTS')) as Array<[number, number, [string, number]]>;
+      const shards = (await rig.redis.cluster('SLOTS')) as unknown as Array<[number, number, [string, number]]>;
       const owner = shards.find(([from, to]) => slot >= from && slot <= to)!;
       owners.add(`${owner[2][0]}:${owner[2][1]}`);
     }
