@@ -8,6 +8,7 @@ export {
   ThrottleTable,
   accountKey,
   addressKey,
+  countsAddress,
   throttleVerdict,
   validateThrottleLimits,
   type LoginAttempt,

@@ -14,6 +14,7 @@ import {
   DEFAULT_THROTTLE_LIMITS,
   accountKey,
   addressKey,
+  countsAddress,
   throttleVerdict,
   validateThrottleLimits,
   type CounterState,
@@ -83,8 +84,9 @@ export class RedisLoginThrottle implements LoginThrottle {
 
   async checkLogin(attempt: LoginAttempt): Promise<ThrottleVerdict> {
     const k = this.#keys(attempt);
+    const counted = countsAddress(attempt.ip);
     const [ip, user] = await Promise.all([
-      this.#redis.posternThrottleCheck(1, k.ip),
+      counted ? this.#redis.posternThrottleCheck(1, k.ip) : ([0, 0, 0] as [number, number, number]),
       this.#redis.posternThrottleCheck(2, k.user, k.trusted),
     ]);
     const state = (r: [number, number, number]): CounterState => ({ count: Number(r[0]), ttlMs: Math.max(0, Number(r[1])) });
@@ -95,7 +97,7 @@ export class RedisLoginThrottle implements LoginThrottle {
     const k = this.#keys(attempt);
     const { windowMs, blockMs, ipFailures, userFailures } = this.limits;
     await Promise.all([
-      this.#redis.posternThrottleFailure(k.ip, windowMs, blockMs, ipFailures),
+      countsAddress(attempt.ip) ? this.#redis.posternThrottleFailure(k.ip, windowMs, blockMs, ipFailures) : null,
       this.#redis.posternThrottleFailure(k.user, windowMs, blockMs, userFailures),
     ]);
   }

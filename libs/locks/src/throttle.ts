@@ -13,7 +13,7 @@
  *   trusted pair ignores the account's counter, so an attacker spraying one account from other
  *   addresses cannot lock out the owner's usual client. The address counter still applies.
  * - IPv4-mapped IPv6 addresses count as IPv4; other IPv6 addresses count per /64 (one customer
- *   gets a whole /64).
+ *   gets a whole /64). Loopback clients have no address counter (see countsAddress).
  */
 
 import { createHash } from 'node:crypto';
@@ -94,6 +94,15 @@ export function addressKey(ip: string): string {
     .slice(0, 4)
     .map((g) => Number.parseInt(g, 16).toString(16))
     .join(':')}::/64`;
+}
+
+/**
+ * Whether failures from this address count against it: not for loopback clients, which are
+ * local programs (webmail, monitoring) speaking for many users. The account counter still applies.
+ */
+export function countsAddress(ip: string): boolean {
+  const a = addressKey(ip);
+  return !(a.startsWith('127.') || a === '0:0:0:0::/64');
 }
 
 /**
@@ -212,7 +221,8 @@ export class ThrottleTable {
       return e === undefined ? NONE : { count: e.value, ttlMs: e.expires - now };
     };
     const trusted = this.#trusted.get(`${user}\n${ip}`, now) !== undefined;
-    return throttleVerdict(this.limits, state(this.#ips, ip), state(this.#users, user), trusted);
+    const ipState = countsAddress(attempt.ip) ? state(this.#ips, ip) : NONE;
+    return throttleVerdict(this.limits, ipState, state(this.#users, user), trusted);
   }
 
   recordFailure(attempt: LoginAttempt): void {
@@ -221,7 +231,7 @@ export class ThrottleTable {
       const count = (map.get(key, now)?.value ?? 0) + 1;
       map.set(key, count, now + counterTtl(this.limits, count, limit));
     };
-    bump(this.#ips, addressKey(attempt.ip), this.limits.ipFailures);
+    if (countsAddress(attempt.ip)) bump(this.#ips, addressKey(attempt.ip), this.limits.ipFailures);
     bump(this.#users, accountKey(attempt.username), this.limits.userFailures);
   }
 

@@ -63,6 +63,16 @@ function conformance(label: string, make: () => LoginThrottle | Promise<LoginThr
       assert.deepEqual(await t.checkLogin({ ip: ip(2), username: `${user}-fresh` }), { allowed: true, delayMs: 0 });
     });
 
+    it('loopback clients have no address counter; their account failures still count', async () => {
+      const t = await make();
+      const { user } = names();
+      for (let i = 0; i < LIMITS.ipFailures + 2; i++) await t.recordFailure({ ip: '127.0.0.1', username: `${user}-${i}` });
+      assert.deepEqual(await t.checkLogin({ ip: '127.0.0.1', username: `${user}-fresh` }), { allowed: true, delayMs: 0 });
+      assert.deepEqual(await t.checkLogin({ ip: '::1', username: `${user}-fresh` }), { allowed: true, delayMs: 0 });
+      for (let i = 0; i < LIMITS.userFailures; i++) await t.recordFailure({ ip: '::ffff:127.0.0.1', username: user });
+      assert.equal((await t.checkLogin({ ip: '127.0.0.1', username: user })).allowed, false);
+    });
+
     it('a success resets the account counter, not the address counter, and trusts the pair', async () => {
       const t = await make();
       const { user, ip } = names();
