@@ -73,7 +73,7 @@ export interface CompareResult {
   ours: ServerFigures | null;
 }
 
-interface RunningServer {
+export interface RunningServer {
   port: number;
   pid: number;
   stop(): Promise<void>;
@@ -128,7 +128,7 @@ function invocationDir(): string {
   return process.env.INIT_CWD ?? process.cwd();
 }
 
-function startOurs(cmd: string, env: Record<string, string>, dataDir: string): () => Promise<RunningServer> {
+export function startOurs(cmd: string, env: Record<string, string>, dataDir: string): () => Promise<RunningServer> {
   return async () => {
     const port = await freePort();
     const logFd = openSync(join(dataDir, 'server.log'), 'a');
@@ -327,24 +327,29 @@ export const USAGE = `Usage: npm run bench:compare -w loadtest -- [options]
   --json                 print the result as JSON (reports go to stderr)
 `;
 
+/** Command-line options for the data and the session workload, shared with overhead.ts. */
+export const WORKLOAD_ARGS = {
+  ours: { type: 'string' },
+  users: { type: 'string' },
+  messages: { type: 'string' },
+  sizes: { type: 'string' },
+  seed: { type: 'string' },
+  concurrency: { type: 'string' },
+  duration: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean' },
+} as const;
+
 async function main(): Promise<number> {
   const { values: v } = parseArgs({
     options: {
-      ours: { type: 'string' },
-      users: { type: 'string' },
-      messages: { type: 'string' },
-      sizes: { type: 'string' },
+      ...WORKLOAD_ARGS,
       crlf: { type: 'boolean' },
-      seed: { type: 'string' },
       data: { type: 'string' },
-      concurrency: { type: 'string' },
-      duration: { type: 'string' },
       idle: { type: 'string' },
       'auth-cache-size': { type: 'string' },
       tuning: { type: 'string' },
       keep: { type: 'boolean' },
-      json: { type: 'boolean' },
-      help: { type: 'boolean' },
     },
     strict: true,
   });

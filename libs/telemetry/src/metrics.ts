@@ -21,7 +21,22 @@ export interface MetricsOptions {
   readonly processMetrics?: boolean;
   /** Leave out the delivery metrics (a POP3-only worker, whose primary reports delivery). */
   readonly withoutDelivery?: boolean;
+  /** METRICS=off: every metric is a no-op, nothing is collected, and `text()` says so. */
+  readonly disabled?: boolean;
 }
+
+const DISABLED_TEXT = '# metrics disabled (METRICS=off)\n';
+
+/** Stands in for every counter, gauge and histogram when metrics are off. */
+const NOOP_METRIC = {
+  inc: () => undefined,
+  dec: () => undefined,
+  set: () => undefined,
+  observe: () => undefined,
+  reset: () => undefined,
+  startTimer: () => () => 0,
+  labels: () => NOOP_METRIC,
+};
 
 export class Metrics {
   readonly registry = new client.Registry();
@@ -141,7 +156,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly disabled: boolean;
+
   constructor(options: MetricsOptions = {}) {
+    this.disabled = options.disabled === true;
+    if (this.disabled) {
+      this.registry.clear();
+      for (const [key, value] of Object.entries(this)) {
+        if (value instanceof client.Counter || value instanceof client.Gauge || value instanceof client.Histogram) {
+          Object.defineProperty(this, key, { value: NOOP_METRIC });
+        }
+      }
+      return;
+    }
     if (options.processMetrics ?? true) {
       client.collectDefaultMetrics({ register: this.registry, prefix: `${NS}_` });
       // prom-client names these gauges with a _total suffix, which promtool rejects.
@@ -156,7 +183,7 @@ export class Metrics {
 
   /** The text exposition format. */
   text(): Promise<string> {
-    return this.registry.metrics();
+    return this.disabled ? Promise.resolve(DISABLED_TEXT) : this.registry.metrics();
   }
 
   /** Seconds since `start` (from `process.hrtime.bigint()`). */
@@ -181,6 +208,7 @@ export function exposeToClusterPrimary(metrics: Metrics): void {
  * delivery). Each metric name appears once, as the exposition format requires.
  */
 export function clusterMetricsText(own: Metrics): () => Promise<string> {
+  if (own.disabled) return () => own.text();
   const aggregator = new client.AggregatorRegistry();
   const primaryOnly = deliveryMetricNames(own);
   return async () => {

@@ -186,7 +186,7 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
   });
   const locks = options.locks ?? new MemoryLockManager();
   // The primary of a multi-process node reports process metrics through its workers' sum only.
-  const metrics = new Metrics({ processMetrics: role !== 'intake' && role !== 'admin', withoutDelivery: !runs.intake });
+  const metrics = new Metrics({ processMetrics: role !== 'intake' && role !== 'admin', withoutDelivery: !runs.intake, disabled: config.METRICS === 'off' });
 
   let gateway: Gateway | null = null;
   let intake: Intake | null = null;

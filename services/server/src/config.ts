@@ -33,6 +33,8 @@ export const serverSchema = z.object({
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   /** `json`, `pretty`, or `auto`: pretty only when stdout is a terminal. */
   LOG_FORMAT: z.enum(LOG_FORMATS).default('auto'),
+  /** `off`: no metric is recorded and /metrics says so (for measuring their cost). */
+  METRICS: z.enum(['on', 'off']).default('on'),
   /** Name in the greeting and CAPA IMPLEMENTATION; empty hides it. */
   IMPLEMENTATION: z.string().default('Postern'),
   SASL_MECHANISMS: list.pipe(z.array(z.enum(['PLAIN', 'LOGIN']))).default(['PLAIN', 'LOGIN']),
