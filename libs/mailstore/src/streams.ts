@@ -331,6 +331,12 @@ export interface MessageStreamOptions {
   /** True when the source holds stored/input bytes that need canonicalising (Maildir files). */
   readonly canonicalize: boolean;
   readonly highWaterMark?: number;
+  /**
+   * Network sources: fail with a temporary error when the source sends nothing for this long
+   * while the reader is waiting for data (a dead or partitioned server that never closes the
+   * connection). Time the reader spends not reading (a slow client) does not count.
+   */
+  readonly stallTimeoutMs?: number;
 }
 
 /**
@@ -348,10 +354,13 @@ class MessageStream extends Readable {
   readonly #encoder: CanonicalEncoder | null;
   readonly #limiter: TopLimiter | null;
   #finished = false;
+  readonly #stallTimeoutMs: number;
+  #stallTimer: NodeJS.Timeout | null = null;
 
   constructor(source: Readable, options: MessageStreamOptions) {
     super({ highWaterMark: options.highWaterMark ?? MESSAGE_CHUNK_SIZE });
     this.#source = source;
+    this.#stallTimeoutMs = options.stallTimeoutMs ?? 0;
     this.#encoder = options.canonicalize ? new CanonicalEncoder() : null;
     this.#limiter = options.bodyLines === null ? null : new TopLimiter(options.bodyLines);
     source.on('data', this.#onData);
@@ -362,10 +371,29 @@ class MessageStream extends Readable {
   }
 
   override _read(): void {
-    if (!this.#finished) this.#source.resume();
+    if (this.#finished) return;
+    this.#source.resume();
+    this.#armStallTimer();
+  }
+
+  /** While the source flows and nothing arrives, count down to a stall error. */
+  #armStallTimer(): void {
+    if (this.#stallTimeoutMs <= 0 || this.#stallTimer !== null) return;
+    this.#stallTimer = setTimeout(() => {
+      this.#stallTimer = null;
+      const error = Object.assign(new Error(`message source sent nothing for ${this.#stallTimeoutMs} ms`), { code: 'ETIMEDOUT', temporary: true });
+      this.#onError(error);
+    }, this.#stallTimeoutMs);
+  }
+
+  #clearStallTimer(): void {
+    if (this.#stallTimer === null) return;
+    clearTimeout(this.#stallTimer);
+    this.#stallTimer = null;
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#clearStallTimer();
     this.#detach();
     if (!this.#source.destroyed) this.#source.destroy();
     callback(error);
@@ -379,12 +407,15 @@ class MessageStream extends Readable {
 
   readonly #onData = (chunk: Buffer | string): void => {
     if (this.#finished) return;
+    this.#clearStallTimer();
     const more = this.#emit(asBuffer(chunk));
     if (this.#limiter?.done) {
       this.#finish();
       this.#source.destroy();
     } else if (!more) {
       this.#source.pause();
+    } else {
+      this.#armStallTimer();
     }
   };
 
@@ -413,11 +444,13 @@ class MessageStream extends Readable {
 
   #finish(): void {
     this.#finished = true;
+    this.#clearStallTimer();
     this.#detach();
     this.push(null);
   }
 
   #detach(): void {
+    this.#clearStallTimer();
     const source = this.#source;
     source.off('data', this.#onData);
     source.off('end', this.#onEnd);

@@ -17,9 +17,9 @@ import {
   type LoginThrottle,
   type ThrottleLimits,
 } from '@postern/locks';
-import { MaildirStore, maildirPathFromTemplate } from '@postern/mailstore';
 import { Metrics, type Logger } from '@postern/telemetry';
 import { startAdmin, type AdminServer } from './admin.js';
+import { openBackends, type Backends } from './backends.js';
 import type { ServerConfig } from './config.js';
 import { ensureTlsFiles, loadTlsOptions } from './tls.js';
 
@@ -154,7 +154,7 @@ function inProcessThrottle(config: Readonly<ServerConfig>): LoginThrottle | unde
 }
 
 /** Not draining, the POP3 processes up, and the backends reachable within a second. */
-async function readiness(config: Readonly<ServerConfig>, draining: () => boolean, up: () => boolean): Promise<string | null> {
+async function readiness(config: Readonly<ServerConfig>, backends: Backends, draining: () => boolean, up: () => boolean): Promise<string | null> {
   if (draining()) return 'draining';
   if (!up()) return 'no POP3 process is up';
   const checks = [
@@ -166,6 +166,7 @@ async function readiness(config: Readonly<ServerConfig>, draining: () => boolean
       () => null,
       (e: NodeJS.ErrnoException) => `data directory ${config.DATA_DIR}: ${e.code ?? e.message}`,
     ),
+    backends.check(),
   ];
   const deadline = new Promise<string>((resolve) => setTimeout(() => resolve('backends did not answer within 1 s'), 1_000).unref());
   const results = await Promise.race([Promise.all(checks), deadline.then((r) => [r])]);
@@ -178,15 +179,11 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
   const tlsFiles = await prepareTls(config, logger);
   const tls = await loadTlsOptions(tlsFiles);
   const accounts = await openAccounts(config, logger);
-  const store = new MaildirStore({
-    pathFor: (mailbox) => maildirPathFromTemplate(config.MAILDIR, mailbox.username),
-    fsync: config.MAILDIR_FSYNC,
-    readMode: config.MAILDIR_READ_MODE,
-    saveCrlf: config.MAILDIR_SAVE_CRLF,
-  });
-  const locks = options.locks ?? new MemoryLockManager();
   // The primary of a multi-process node reports process metrics through its workers' sum only.
   const metrics = new Metrics({ processMetrics: role !== 'intake' && role !== 'admin', withoutDelivery: !runs.intake, disabled: config.METRICS === 'off' });
+  const backends = await openBackends(config, logger, metrics);
+  const store = backends.store;
+  const locks = options.locks ?? backends.locks ?? new MemoryLockManager();
 
   let gateway: Gateway | null = null;
   let intake: Intake | null = null;
@@ -194,7 +191,7 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
   let draining = false;
   try {
     if (runs.pop3) {
-      const loginDelayGate = options.loginDelayGate ?? new MemoryLoginDelayGate();
+      const loginDelayGate = options.loginDelayGate ?? backends.loginDelayGate ?? new MemoryLoginDelayGate();
       gateway = await startGateway({ settings: gatewaySettings(config, tls), accounts, store, locks, logger, metrics, loginDelayGate, loginThrottle: options.loginThrottle ?? inProcessThrottle(config) });
     }
     if (runs.intake && (config.LMTP_LISTEN || config.SMTP_LISTEN)) {
@@ -221,12 +218,14 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
     if (runs.admin && config.ADMIN_LISTEN) {
       const ready = options.ready ?? (() => true);
       const text = options.metricsText?.(metrics) ?? (() => metrics.text());
-      admin = await startAdmin(config.ADMIN_LISTEN, () => readiness(config, () => draining, ready), text);
+      admin = await startAdmin(config.ADMIN_LISTEN, () => readiness(config, backends, () => draining, ready), text);
     }
+    if (role === 'delivery') backends.startSweeper();
   } catch (e) {
     await gateway?.close(0);
     await intake?.close();
     await accounts.close?.();
+    await backends.close();
     throw e;
   }
 
@@ -241,6 +240,7 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
       await Promise.all([gateway?.close(drainMs), intake?.close()]);
       await admin?.close();
       await accounts.close?.();
+      await backends.close();
     },
   };
 }
