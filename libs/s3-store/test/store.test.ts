@@ -43,7 +43,7 @@ function memoryInUse(): number {
 }
 
 /** `size` octets of LF text made line by line; canonical length and hash alongside. */
-function generated(size: number): { source: () => Readable; canonicalLength: number; sha256: string } {
+function generated(size: number, onChunk: (n: number) => void = () => {}): { source: () => Readable; canonicalLength: number; sha256: string } {
   const line = (n: number): string => `line ${String(n).padStart(9, '0')} ${'0123456789abcdef'.repeat(4)}\n`;
   const lines = Math.ceil(size / line(0).length);
   const hash = createHash('sha256');
@@ -55,10 +55,12 @@ function generated(size: number): { source: () => Readable; canonicalLength: num
   }
   function* chunks(): Generator<Buffer> {
     let pending = '';
+    let count = 0;
     for (let n = 0; n < lines; n++) {
       pending += line(n);
       if (pending.length >= 64 * 1024) {
         yield Buffer.from(pending, 'latin1');
+        onChunk(++count);
         pending = '';
       }
     }
@@ -274,7 +276,7 @@ describe('S3MailStore on standalone Redis', () => {
       assert.equal((await objectKeys(rig, BOX.id)).length, 3, 'no object left behind by a refused delivery');
     }));
 
-  test('TOP of a large message fetches only a prefix; RETR fetches it whole', () =>
+  test('TOP of a large message fetches only a prefix; RETR fetches it whole', (t) =>
     withRig(async (rig) => {
       const big = generated(2 * 1024 * 1024);
       const header = 'Subject: big\n\n';
@@ -298,6 +300,7 @@ describe('S3MailStore on standalone Redis', () => {
         const deep = await collect(await drop.read(0, { bodyLines: 2_000 }));
         assert.equal(deep.toString('latin1').split('\r\n').length - 1, 2 + 2_000);
         const fetched = rig.s3.stats.getBytes - before;
+        t.diagnostic(`TOP 1 3 fetched 65536 octets, TOP 1 2000 fetched ${fetched}, of ${size}`);
         assert.ok(fetched > 64 * 1024 && fetched < size / 2, `fetched ${fetched} of ${size}`);
         before = rig.s3.stats.getBytes;
         const whole = await collect(await drop.read(0, { bodyLines: null }));
@@ -308,18 +311,79 @@ describe('S3MailStore on standalone Redis', () => {
       }
     }));
 
-  test('a 50 MB message is delivered and read back with bounded memory', () =>
+  test('S3 down: deliveries and reads fail temporarily within the retry deadline; S3 dying mid-RETR errors the stream', () =>
+    withRig(
+      async (rig) => {
+        const big = generated(30 * 1024 * 1024);
+        await rig.store.deliver(BOX, big.source());
+        await rig.store.deliver(BOX, text('Subject: small\n\nx\n'));
+        const lease = await rig.locks.acquire(BOX.id);
+        const drop = await rig.store.open(BOX, lease!);
+        const s3proc = backends!.s3Server.proc;
+        try {
+          const stream = await drop.read(0, { bodyLines: null });
+          let received = 0;
+          await assert.rejects(
+            (async () => {
+              for await (const chunk of stream) {
+                if (received === 0) await s3proc.kill();
+                received += (chunk as Buffer).length;
+              }
+            })(),
+          );
+          assert.ok(received < big.canonicalLength, `${received} octets arrived before the error`);
+          assert.equal(stream.destroyed, true);
+          const started = Date.now();
+          await assert.rejects(drop.read(1, { bodyLines: null }), (e: unknown) => e instanceof StoreError && e.code === 'backend' && e.temporary);
+          await assert.rejects(rig.store.deliver(BOX, text('Subject: later\n\ny\n')), (e: unknown) => e instanceof StoreError && e.code === 'backend' && e.temporary);
+          assert.ok(Date.now() - started < 5_000, 'both gave up within their retry deadlines');
+        } finally {
+          await s3proc.start();
+        }
+        // Nothing was committed; the service works again without a restart.
+        assert.equal((await collect(await drop.read(1, { bodyLines: null }))).toString('latin1'), 'Subject: small\r\n\r\nx\r\n');
+        await drop.close();
+        assert.equal((await rig.store.stat(BOX)).count, 2);
+      },
+      { retryDeadlineMs: 500 },
+    ));
+
+  test('Redis down between the PUT and the index: the delivery fails temporarily and leaves an orphan the sweeper removes', () =>
     withRig(async (rig) => {
-      const big = generated(50 * 1024 * 1024);
-      let baseline = memoryInUse();
-      let peak = baseline;
-      let chunks = 0;
-      const source = big.source().on('data', () => {
-        if (++chunks % 64 === 0) peak = Math.max(peak, memoryInUse());
+      const redisProc = backends!.redisServer.proc;
+      // The PUT needs S3 only; stop Redis once the object is written (index script next).
+      const put = rig.s3.put.bind(rig.s3);
+      rig.s3.put = async (...args) => {
+        await put(...args);
+        await redisProc.stop();
+      };
+      try {
+        await assert.rejects(rig.store.deliver(BOX, text('Subject: lost index\n\nx\n')), (e: unknown) => e instanceof StoreError && e.code === 'backend' && e.temporary);
+      } finally {
+        rig.s3.put = put;
+        await redisProc.start();
+      }
+      assert.equal((await objectKeys(rig, BOX.id)).length, 1, 'the object is in S3');
+      await pollUntil('the client to reconnect', 10_000, async () => ((await rig.redis.ping()) === 'PONG' ? true : undefined));
+      assert.deepEqual(await rig.store.stat(BOX), { count: 0, octets: 0 });
+      const report = await new Sweeper({ store: rig.store, graceMs: 3_600_000, now: () => Date.now() + 7_200_000 }).runOnce();
+      assert.equal(report.orphansDeleted, 1);
+      assert.deepEqual(await objectKeys(rig, BOX.id), []);
+    }));
+
+  test('a 50 MB message is delivered and read back with bounded memory', (t) =>
+    withRig(async (rig) => {
+      let peak = 0;
+      // Sampled as the store pulls the source (a 'data' listener would make the source flow on its own).
+      const big = generated(50 * 1024 * 1024, (n) => {
+        if (n % 64 === 0) peak = Math.max(peak, memoryInUse());
       });
-      const { size } = await rig.store.deliver(BOX, source);
+      let baseline = memoryInUse();
+      peak = baseline;
+      const { size } = await rig.store.deliver(BOX, big.source());
       peak = Math.max(peak, memoryInUse());
       assert.equal(size, big.canonicalLength);
+      t.diagnostic(`deliver 50 MB: live memory grew by at most ${peak - baseline} octets`);
       assert.ok(peak - baseline < 16 * 1024 * 1024, `delivery grew memory by ${peak - baseline} octets`);
 
       const lease = await rig.locks.acquire(BOX.id);
@@ -337,6 +401,7 @@ describe('S3MailStore on standalone Redis', () => {
         }
         assert.equal(length, big.canonicalLength);
         assert.equal(hash.digest('hex'), big.sha256);
+        t.diagnostic(`read 50 MB: live memory grew by at most ${peak - baseline} octets`);
         assert.ok(peak - baseline < 16 * 1024 * 1024, `reading grew memory by ${peak - baseline} octets`);
       } finally {
         await drop.close();
