@@ -1,7 +1,7 @@
 // SIGHUP re-reads CONFIG_FILE and applies the POP3 limits to new connections without a restart;
 // keys that cannot change live are logged as needing a restart.
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -85,5 +85,54 @@ describe('SIGHUP reloads the connection limits', () => {
     assert.equal(c.line, '-ERR [SYS/TEMP] Too many connections, try again later.');
     // The session that was already open is not touched.
     assert.match(await command(a.socket, 'CAPA'), /^\+OK/);
+  });
+});
+
+describe('SIGHUP with worker processes', () => {
+  let server: MainProcess;
+  let configFile: string;
+  const records: Record<string, unknown>[] = [];
+  const events = new EventEmitter();
+
+  /** Resolves once `check` holds for the JSON log records so far (the server's whole output). */
+  function until(check: () => boolean): Promise<void> {
+    return new Promise((resolve) => {
+      const test = (): void => {
+        if (!check()) return;
+        events.off('record', test);
+        resolve();
+      };
+      events.on('record', test);
+      test();
+    });
+  }
+
+  before(async () => {
+    server = await startMainProcess({
+      name: 'reload-workers',
+      env: { WORKERS: '2' },
+      prepare: async (dataDir) => {
+        configFile = join(dataDir, 'postern.yaml');
+        await writeFile(configFile, 'max_connections_per_ip: 5\n');
+        return { CONFIG_FILE: configFile };
+      },
+      onLine: (line) => {
+        if (!line.startsWith('{')) return;
+        records.push(JSON.parse(line) as Record<string, unknown>);
+        events.emit('record');
+      },
+    });
+  });
+  after(async () => server?.stop());
+
+  it('the primary and every POP3 worker apply the new limits', async () => {
+    // Both workers listen (and so handle SIGHUP) before the signal.
+    await until(() => records.filter((r) => r.msg === 'POP3 listening').length === 2);
+    await writeFile(configFile, 'max_connections_per_ip: 1\n');
+    const reloaded = (): Record<string, unknown>[] => records.filter((r) => r.msg === 'configuration reloaded');
+    server.process.signal('SIGHUP');
+    await until(() => reloaded().length === 3);
+    for (const r of reloaded()) assert.equal((r.applied as Record<string, unknown>).MAX_CONNECTIONS_PER_IP, 1);
+    assert.deepEqual(reloaded().map((r) => r.worker !== undefined).sort(), [false, true, true]);
   });
 });
