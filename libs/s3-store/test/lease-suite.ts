@@ -9,6 +9,7 @@ import { describe, test } from 'node:test';
 import type { S3Server } from '@postern/testkit';
 import { pollUntil } from '@postern/testkit';
 import { StoreError, type MailboxRef } from '@postern/mailstore';
+import { RedisLoginDelayGate } from '../src/index.js';
 import { makeRig, type RedisFactory, type Rig } from './support.js';
 
 const BOX: MailboxRef = { id: 'lease-box', username: 'lease@example.org' };
@@ -151,6 +152,26 @@ export function leaseSuite(name: string, setup: () => { s3: S3Server; redis: Red
         assert.equal(rig.index.roundTrips.total - redisBefore, 2);
         assert.equal(rig.s3.stats.requests - s3Before, 0);
         assert.equal(await rig.redis.exists(rig.index.keys(BOX.id).lock), 0, 'the lock is released');
+      }));
+
+    test('LOGIN-DELAY: one login per delay per mailbox, across processes, in one round trip', () =>
+      withRig(async (rig) => {
+        const gate = new RedisLoginDelayGate(rig.index);
+        const other = rig.another();
+        try {
+          const otherGate = new RedisLoginDelayGate(other.index);
+          const before = rig.index.roundTrips.total;
+          assert.equal(await gate.admit(BOX.id, 400), true);
+          assert.equal(rig.index.roundTrips.total - before, 1);
+          assert.equal(await otherGate.admit(BOX.id, 400), false, 'another gateway refuses within the delay');
+          assert.equal(await gate.admit('another-box', 400), true);
+          assert.equal(await gate.admit(BOX.id, 0), true, 'no delay configured: always admitted');
+          // Admitted again once Redis has expired the last login.
+          await pollUntil('the login delay to pass', 5_000, async () => ((await otherGate.admit(BOX.id, 400)) ? true : undefined));
+          assert.equal(await gate.admit(BOX.id, 400), false);
+        } finally {
+          await other.close();
+        }
       }));
 
     test('a committed deletion is applied once, removed from S3 and from the pending set', () =>
