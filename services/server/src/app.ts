@@ -181,7 +181,7 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
   const accounts = await openAccounts(config, logger);
   // The primary of a multi-process node reports process metrics through its workers' sum only.
   const metrics = new Metrics({ processMetrics: role !== 'intake' && role !== 'admin', withoutDelivery: !runs.intake, disabled: config.METRICS === 'off' });
-  const backends = await openBackends(config, logger, metrics);
+  const backends = await openBackends(config, logger, metrics, throttleLimits(config));
   const store = backends.store;
   const locks = options.locks ?? backends.locks ?? new MemoryLockManager();
 
@@ -192,7 +192,7 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
   try {
     if (runs.pop3) {
       const loginDelayGate = options.loginDelayGate ?? backends.loginDelayGate ?? new MemoryLoginDelayGate();
-      gateway = await startGateway({ settings: gatewaySettings(config, tls), accounts, store, locks, logger, metrics, loginDelayGate, loginThrottle: options.loginThrottle ?? inProcessThrottle(config) });
+      gateway = await startGateway({ settings: gatewaySettings(config, tls), accounts, store, locks, logger, metrics, loginDelayGate, loginThrottle: options.loginThrottle ?? backends.loginThrottle ?? inProcessThrottle(config) });
     }
     if (runs.intake && (config.LMTP_LISTEN || config.SMTP_LISTEN)) {
       intake = await startIntake({

@@ -6,7 +6,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { LockManager, LoginDelayGate } from '@postern/locks';
+import { RedisLoginThrottle, type LockManager, type LoginDelayGate, type LoginThrottle, type ThrottleLimits } from '@postern/locks';
 import { MaildirStore, maildirPathFromTemplate, type MailStore } from '@postern/mailstore';
 import type { Logger, Metrics } from '@postern/telemetry';
 import type { ServerConfig } from './config.js';
@@ -16,6 +16,8 @@ export interface Backends {
   /** Shared locks (Redis); null: the caller supplies in-process or IPC locks. */
   readonly locks: LockManager | null;
   readonly loginDelayGate: LoginDelayGate | null;
+  /** Brute-force counters shared by every gateway (Redis); null: the caller's in-process ones. */
+  readonly loginThrottle: LoginThrottle | null;
   /** Null when every backend answered, else why not (for /readyz). */
   check(): Promise<string | null>;
   /** Run the store sweeper every SWEEP_INTERVAL_S (delivery workers). */
@@ -23,8 +25,13 @@ export interface Backends {
   close(): Promise<void>;
 }
 
-export async function openBackends(config: Readonly<ServerConfig>, logger: Logger, metrics: Metrics): Promise<Backends> {
-  if (config.STORE === 's3') return openCluster(config, logger, metrics);
+export async function openBackends(
+  config: Readonly<ServerConfig>,
+  logger: Logger,
+  metrics: Metrics,
+  throttleLimits: ThrottleLimits | null,
+): Promise<Backends> {
+  if (config.STORE === 's3') return openCluster(config, logger, metrics, throttleLimits);
   const store = new MaildirStore({
     pathFor: (mailbox) => maildirPathFromTemplate(config.MAILDIR, mailbox.username),
     fsync: config.MAILDIR_FSYNC,
@@ -35,6 +42,7 @@ export async function openBackends(config: Readonly<ServerConfig>, logger: Logge
     store,
     locks: null,
     loginDelayGate: null,
+    loginThrottle: null,
     check: async () => null,
     startSweeper: () => undefined,
     close: async () => undefined,
@@ -50,7 +58,12 @@ function hostPorts(list: readonly string[]): { host: string; port: number }[] {
   });
 }
 
-async function openCluster(config: Readonly<ServerConfig>, logger: Logger, metrics: Metrics): Promise<Backends> {
+async function openCluster(
+  config: Readonly<ServerConfig>,
+  logger: Logger,
+  metrics: Metrics,
+  throttleLimits: ThrottleLimits | null,
+): Promise<Backends> {
   const s3store = await import('@postern/s3-store');
   const spoolDir = join(config.DATA_DIR, 'spool');
   await mkdir(spoolDir, { recursive: true });
@@ -107,6 +120,7 @@ async function openCluster(config: Readonly<ServerConfig>, logger: Logger, metri
     store,
     locks,
     loginDelayGate: new s3store.RedisLoginDelayGate(index),
+    loginThrottle: throttleLimits ? new RedisLoginThrottle(redis, { limits: throttleLimits, prefix: `${config.REDIS_KEY_PREFIX}throttle:` }) : null,
     async check() {
       const deadline = AbortSignal.timeout(1_000);
       const results = await Promise.all([

@@ -121,7 +121,7 @@ for (const mode of ['standalone', 'cluster', 'sentinel'] as const) {
     let g1: ClusterProcess;
     let g2: ClusterProcess;
     let worker: ClusterProcess;
-    const users = ['ann', 'ben', 'cat', 'dan', 'eve', 'fay', 'gus', 'hal'];
+    const users = ['ann', 'ben', 'cat', 'dan', 'eve', 'fay', 'gus', 'hal', 'ivy'];
 
     before(async () => {
       [backend, s3] = await Promise.all([startBackend(mode), startS3()]);
@@ -131,6 +131,8 @@ for (const mode of ['standalone', 'cluster', 'sentinel'] as const) {
         LOCK_TTL_MS: String(LOCK_TTL_MS),
         S3_TIMEOUT_MS: '1500',
         SWEEP_INTERVAL_S: '1',
+        AUTH_THROTTLE_USER_FAILURES: '3',
+        AUTH_THROTTLE_MAX_DELAY_MS: '0',
       });
       [g1, g2, worker] = await Promise.all([fx.start('gateway'), fx.start('gateway'), fx.start('delivery')]);
     });
@@ -345,6 +347,19 @@ for (const mode of ['standalone', 'cluster', 'sentinel'] as const) {
         }
       }
       assert.deepEqual(await listedIds(g2.pop3Port, mailbox), [...expected]);
+    });
+
+    it('failed-login counters are shared: failures on one gateway refuse the account on the other', async () => {
+      for (let i = 0; i < 3; i++) {
+        const client = await Pop3Client.connect(g1.pop3Port);
+        await client.command('USER ivy');
+        assert.match(await client.command('PASS wrong-guess'), /^-ERR \[AUTH\]/);
+        client.destroy();
+      }
+      const client = await Pop3Client.connect(g2.pop3Port);
+      await client.command('USER ivy');
+      assert.match(await client.command(`PASS ${PASSWORD}`), /^-ERR \[AUTH\]/, 'the right password got through a throttled account');
+      client.destroy();
     });
 
     it('the sweeper removes the objects of committed deletions from the bucket', async () => {
