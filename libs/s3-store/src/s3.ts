@@ -160,12 +160,15 @@ export class S3Objects {
    */
   async put(key: string, size: number, body: () => Buffer | Readable, signal?: AbortSignal): Promise<void> {
     await this.#retry('put', signal, async (n) => {
+      const payload = body();
       try {
         await this.client.send(
-          new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body(), ContentLength: size, IfNoneMatch: '*' }),
+          new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: payload, ContentLength: size, IfNoneMatch: '*' }),
           signal ? { abortSignal: signal } : {},
         );
       } catch (error) {
+        // A file stream the failed attempt did not read to its end still holds its descriptor.
+        if (!Buffer.isBuffer(payload)) payload.destroy();
         if (statusOf(error) !== 412) throw error;
         if (n === 1 || (await this.size(key, signal)) !== size) {
           throw new StoreError('backend', `s3 put: ${key} already exists`, { cause: error, temporary: true });

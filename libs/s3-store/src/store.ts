@@ -141,22 +141,22 @@ export class S3MailStore implements MailStore {
     // With a quota, one Redis round trip first: a full mailbox is refused before the message is
     // read, and a message that cannot fit stops being read once it passes the room left. The
     // index script checks again, atomically, after the PUT.
-    let room = Number.POSITIVE_INFINITY;
-    if (limited) {
-      const usage = await this.index.totals(mailbox.id);
-      if (usage.count + 1 > limit(quota.maxMessages) || usage.octets >= limit(quota.maxOctets)) throw overQuota();
-      room = limit(quota.maxOctets) - usage.octets;
-    }
+    const unguard = guardSource(source);
     const encoder = new CanonicalEncoder();
     const spool = new Spool(this.#spoolMemoryBytes, this.#spoolDir);
+    let room = Number.POSITIVE_INFINITY;
     const add = async (bytes: Buffer): Promise<void> => {
       if (maxSize !== undefined && encoder.size > maxSize) throw tooLarge(maxSize);
       if (encoder.size > room) throw overQuota();
       await spool.write(bytes);
     };
-    const unguard = guardSource(source);
     try {
       try {
+        if (limited) {
+          const usage = await this.index.totals(mailbox.id);
+          if (usage.count + 1 > limit(quota.maxMessages) || usage.octets >= limit(quota.maxOctets)) throw overQuota();
+          room = limit(quota.maxOctets) - usage.octets;
+        }
         await consumeSource(source, signal, (chunk) => add(encoder.push(chunk)));
       } finally {
         unguard();
