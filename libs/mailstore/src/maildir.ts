@@ -353,9 +353,11 @@ export class MaildirStore implements MailStore {
       const name = `${base},S=${encoder.storedSize},W=${encoder.canonicalSize}`;
       const from = tmpPath;
       const publish = async (): Promise<void> => {
-        if (limited) checkQuota(await maildirUsage(root, this.#mode), encoder.canonicalSize, quota);
+        const usage = limited ? await maildirUsage(root, this.#mode) : undefined;
+        if (usage) checkQuota(usage, encoder.canonicalSize, quota);
         await rename(from, join(root, 'new', name));
         moved = true;
+        if (usage) await notePublished(root, this.#mode, usage, encoder.canonicalSize);
       };
       // With a quota, count and publish one delivery at a time per mailbox (in this process).
       await (limited ? inMailboxTurn(root, publish) : publish());
@@ -445,6 +447,8 @@ export class MaildirStore implements MailStore {
       try {
         await rename(path, join(root, c.dir, hinted));
         entry.name = hinted;
+        // The file now counts its W= size for quota.
+        usageCache.delete(root);
       } catch {
         // The hints only save work; a file renamed or removed meanwhile keeps its old name here.
       }
@@ -517,11 +521,62 @@ async function inMailboxTurn<T>(root: string, fn: () => Promise<T>): Promise<T> 
   }
 }
 
+interface UsageSnapshot {
+  readonly usage: QuotaUsage;
+  readonly newMtime: bigint;
+  readonly curMtime: bigint;
+}
+
+/**
+ * Quota usage per Maildir as this process last counted it, trusted while new/ and cur/ keep the
+ * mtimes they had before that count; at most USAGE_CACHE_SIZE Maildirs, the oldest dropped first.
+ */
+const usageCache = new Map<string, UsageSnapshot>();
+const USAGE_CACHE_SIZE = 10_000;
+
+function rememberUsage(root: string, snapshot: UsageSnapshot): void {
+  usageCache.delete(root);
+  usageCache.set(root, snapshot);
+  if (usageCache.size > USAGE_CACHE_SIZE) usageCache.delete(usageCache.keys().next().value as string);
+}
+
+async function dirMtime(path: string, mode: ReadMode): Promise<bigint> {
+  try {
+    return (mode === 'sync' ? statSync(path, { bigint: true }) : await stat(path, { bigint: true })).mtimeNs;
+  } catch (error) {
+    if (errno(error) === 'ENOENT') return -1n;
+    throw error;
+  }
+}
+
+const dirMtimes = (root: string, mode: ReadMode): Promise<[bigint, bigint]> =>
+  Promise.all([dirMtime(join(root, 'new'), mode), dirMtime(join(root, 'cur'), mode)]);
+
+/**
+ * The usage for quota: from the cache when neither directory changed since it was counted (two
+ * stats), else counted again. The mtimes are read before the listing, so a change during it
+ * shows as a different mtime next time.
+ */
+async function maildirUsage(root: string, mode: ReadMode): Promise<QuotaUsage> {
+  const [newMtime, curMtime] = await dirMtimes(root, mode);
+  const cached = usageCache.get(root);
+  if (cached && cached.newMtime === newMtime && cached.curMtime === curMtime) return cached.usage;
+  const usage = await countUsage(root, mode);
+  rememberUsage(root, { usage, newMtime, curMtime });
+  return usage;
+}
+
+/** After this process added a message (in the mailbox's turn): the count it made, plus that message. */
+async function notePublished(root: string, mode: ReadMode, before: QuotaUsage, size: number): Promise<void> {
+  const [newMtime, curMtime] = await dirMtimes(root, mode);
+  rememberUsage(root, { usage: { count: before.count + 1, octets: before.octets + size }, newMtime, curMtime });
+}
+
 /**
  * Messages and canonical octets in new/ and cur/ for quota: the `W=` hint, else `S=`, else the
  * size on disk (a file without hints counts its stored octets until a POP3 session adds them).
  */
-async function maildirUsage(root: string, mode: ReadMode): Promise<QuotaUsage> {
+async function countUsage(root: string, mode: ReadMode): Promise<QuotaUsage> {
   const candidates = await listCandidates(root, mode);
   const sizes = await mapLimit(candidates, STAT_CONCURRENCY, async (c) =>
     c.parsed.virtual ?? c.parsed.stored ?? fileSize(join(root, c.dir, c.name), mode),
@@ -626,6 +681,8 @@ export class MaildirMaildrop extends LeasedDrop {
       const moved = (await listing).get(entry.base);
       if (moved !== undefined && (await unlinkIfExists(join(this.#root, moved.dir, moved.name)))) touched.add(moved.dir);
     });
+    // Deletions within the mtime tick of a cached count would go unseen: count again next time.
+    usageCache.delete(this.#root);
     if (this.#fsync) await Promise.all([...touched].map((dir) => fsyncDirectory(join(this.#root, dir))));
   }
 
