@@ -61,7 +61,7 @@ const THROTTLING = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'Re
 /** Worth retrying: no HTTP answer at all (reset, refused, timeout), a 5xx, a 429, throttling. */
 export function isTransient(error: unknown): boolean {
   const e = error as SdkError;
-  if (e?.name === 'AbortError') return false;
+  if (e?.name === 'AbortError' || e?.name === 'CredentialsProviderError') return false;
   if (e?.$retryable) return true;
   if (THROTTLING.has(e?.name ?? '')) return true;
   const status = e?.$metadata?.httpStatusCode;
