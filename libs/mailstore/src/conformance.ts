@@ -556,6 +556,8 @@ export function storeConformance(name: string, makeStore: () => Promise<Conforma
         const fits = await store.deliver(ALICE, sourceOf(latin1('Subject: 5\n\ne\n')), { quota });
         assert.ok(fits.uid.length > 0);
         assert.equal((await store.stat(ALICE)).count, 2);
+        // A backend's own quota count, where it has one, agrees with stat() after deliveries and a commit.
+        if (store.quotaUsage) assert.deepEqual(await store.quotaUsage(ALICE), await store.stat(ALICE));
       }));
 
     test('quota: the octet limit counts canonical octets, and a message may fill it exactly', () =>

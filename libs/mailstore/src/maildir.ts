@@ -318,6 +318,15 @@ export class MaildirStore implements MailStore {
     }
   }
 
+  /** Usage as the quota check counts it (file names, a count kept while the directories are unchanged). */
+  async quotaUsage(mailbox: MailboxRef): Promise<QuotaUsage> {
+    try {
+      return await maildirUsage(this.root(mailbox), this.#mode);
+    } catch (error) {
+      throw asStoreError(error, 'counting the Maildir failed');
+    }
+  }
+
   async deliver(mailbox: MailboxRef, source: Readable, options: DeliverOptions = {}): Promise<DeliveryResult> {
     const unguard = guardSource(source);
     const { maxSize, signal, quota } = options;

@@ -87,5 +87,10 @@ export interface MailStore {
   deliver(mailbox: MailboxRef, source: Readable, options?: DeliverOptions): Promise<DeliveryResult>;
   /** Count and canonical octets, for operators (`postern mailbox list`). */
   stat(mailbox: MailboxRef): Promise<{ count: number; octets: number }>;
+  /**
+   * Optional: the usage a quota check counts, as cheaply as the backend can (an index total, a
+   * cached count); the intake's RCPT check uses it, else `stat`.
+   */
+  quotaUsage?(mailbox: MailboxRef): Promise<{ count: number; octets: number }>;
   close?(): Promise<void>;
 }

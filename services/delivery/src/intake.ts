@@ -121,7 +121,8 @@ export async function startIntake(deps: IntakeDeps): Promise<Intake> {
     if (hasQuota(quota)) {
       let usage: { count: number; octets: number };
       try {
-        usage = await deps.store.stat(mailboxOf(account));
+        const mailbox = mailboxOf(account);
+        usage = await (deps.store.quotaUsage?.(mailbox) ?? deps.store.stat(mailbox));
       } catch (e) {
         log.warn({ user: account.username, err: (e as Error).message }, 'mailbox usage unavailable');
         throw storeFailure(e).reply;
