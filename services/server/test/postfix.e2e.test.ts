@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { loadServerConfig } from '../src/index.js';
 import { startPostfix, type Postfix } from './support/postfix.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
@@ -290,5 +291,35 @@ describe('SMTP intake, straight from swaks', () => {
     const name = (await readdir(join(srv.maildir('alice'), 'new'))).find((n) => n.startsWith(`${uid},`));
     assert.ok(name);
     assert.deepEqual(await readFile(join(srv.maildir('alice'), 'new', name)), bytes);
+  });
+});
+
+describe('intake settings', () => {
+  it('QUOTA_MAX_MESSAGES is the default limit; an account with its own rule keeps its own', async () => {
+    const srv = await startTestServer({
+      passwdLines: [...PASSWD, 'gina:{PLAIN}gina-pw::::::userdb_quota_rule=*:messages=3'],
+      env: { SMTP_LISTEN: '127.0.0.1:0', QUOTA_MAX_MESSAGES: '1' },
+    });
+    try {
+      const send = (to: string): Promise<Swaks> => swaks(['--server', `127.0.0.1:${srv.server.intake?.smtp?.port}`, '--to', to]);
+      assert.equal((await send('erin@example.org')).code, 0);
+      const full = await send('erin@example.org');
+      assert.notEqual(full.code, 0);
+      assert.match(full.output, /<\*\* 552 5\.2\.2 Mailbox full/);
+      for (let i = 0; i < 3; i++) assert.equal((await send('gina@example.org')).code, 0);
+      assert.match((await send('gina@example.org')).output, /<\*\* 552 5\.2\.2 /);
+    } finally {
+      await srv.stop();
+    }
+  });
+
+  it('refuses bad intake settings naming the key', () => {
+    const env = { DATA_DIR: '/nonexistent' };
+    assert.throws(() => loadServerConfig({ env: { ...env, DELIVERY_CONCURRENCY: '0' } }), /DELIVERY_CONCURRENCY/);
+    assert.throws(() => loadServerConfig({ env: { ...env, QUOTA_MAX_OCTETS: '-1' } }), /QUOTA_MAX_OCTETS/);
+    assert.throws(() => loadServerConfig({ env: { ...env, SMTP_LISTEN: 'nowhere' } }), /SMTP_LISTEN/);
+    const c = loadServerConfig({ env });
+    assert.equal(c.SMTP_LISTEN, null, 'SMTP is off unless set');
+    assert.deepEqual([c.QUOTA_MAX_OCTETS, c.QUOTA_MAX_MESSAGES, c.DELIVERY_CONCURRENCY], [0, 0, 32]);
   });
 });
