@@ -18,6 +18,8 @@ import {
   type HashScheme,
 } from '@postern/accounts';
 import { MaildirStore, maildirPathFromTemplate } from '@postern/mailstore';
+import { loadServerConfig, openBackends, type Backends } from '@postern/server';
+import { Metrics, createLogger } from '@postern/telemetry';
 import { Interrupted, readPassword, type PasswordInput } from './password-input.js';
 
 export interface CliIo {
@@ -160,6 +162,56 @@ const mailboxList: Command = {
   },
 };
 
+/**
+ * The configured store's backends, opened like the server opens them (same settings, same
+ * environment); only STORE=s3 has an index to rebuild or objects to sweep.
+ */
+async function clusterBackends(ctx: Context, what: string): Promise<Backends> {
+  let config;
+  try {
+    config = loadServerConfig({ env: ctx.io.env });
+  } catch (e) {
+    throw new CommandFailure((e as Error).message);
+  }
+  if (config.STORE !== 's3') throw new CommandFailure(`${what} needs STORE=s3 (the configured store is ${config.STORE}, which keeps no index)`);
+  const logger = createLogger({ service: 'postern-cli', level: 'warn', destination: ctx.io.stderr, format: 'json' });
+  return openBackends(config, logger, new Metrics({ processMetrics: false, disabled: true }), null);
+}
+
+const storeSweep: Command = {
+  name: 'store sweep',
+  params: [],
+  summary: 'finish pending deletions and remove orphan objects older than SWEEP_GRACE_S, now (STORE=s3)',
+  options: [],
+  async run(ctx) {
+    const backends = await clusterBackends(ctx, 'store sweep');
+    try {
+      const report = await backends.sweepOnce();
+      print(ctx.io.stdout, JSON.stringify(report));
+    } finally {
+      await backends.close();
+    }
+  },
+};
+
+const mailboxRebuild: Command = {
+  name: 'mailbox rebuild',
+  params: ['MAILBOX-ID'],
+  summary: 'rebuild a mailbox index from the S3 listing (disaster recovery; refused while the maildrop is in use)',
+  options: [],
+  async run(ctx) {
+    const backends = await clusterBackends(ctx, 'mailbox rebuild');
+    try {
+      const report = await backends.rebuild(ctx.args[0]!);
+      print(ctx.io.stdout, JSON.stringify(report));
+    } catch (e) {
+      throw new CommandFailure((e as Error).message);
+    } finally {
+      await backends.close();
+    }
+  },
+};
+
 /** The subcommand table: one row per command, looked up by its words. */
 export const COMMANDS: readonly Command[] = [
   userAdd,
@@ -167,6 +219,8 @@ export const COMMANDS: readonly Command[] = [
   userDel,
   userList,
   mailboxList,
+  mailboxRebuild,
+  storeSweep,
 ];
 
 function usageLine(c: Command): string {
@@ -191,6 +245,9 @@ export function helpText(): string {
     '  -h, --help          show this help, or a command\'s usage with COMMAND --help',
     '',
     'mailbox list reads $MAILDIR (default $DATA_DIR/mail/%u/Maildir), like the server.',
+    'mailbox rebuild and store sweep read the server\'s settings (STORE=s3, S3_*, REDIS_*) from the',
+    'environment or CONFIG_FILE. MAILBOX-ID is the mailbox identity: the lower-cased login name for',
+    'password-file users, the LDAP_MAILBOX_ATTRIBUTE value for directory users.',
     '',
     'Passwords are never taken from the command line. With a terminal on standard input,',
     'postern prompts twice without echo; otherwise it reads the first line of standard input.',

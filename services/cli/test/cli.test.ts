@@ -8,36 +8,9 @@ import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { inlineVerifier, PasswdFileBackend } from '@postern/accounts';
+import { cli, MAIN, TSX } from './support/cli.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const MAIN = join(here, '..', 'src', 'main.ts');
-const TSX = import.meta.resolve('tsx');
-
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], options: { input?: string; env?: Record<string, string>; cwd?: string } = {}): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const env: Record<string, string | undefined> = { ...process.env, PASSWD_FILE: undefined, DATA_DIR: undefined, ...options.env };
-    for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
-    const child = spawn(process.execPath, ['--conditions=development', '--import', TSX, MAIN, ...args], {
-      cwd: options.cwd ?? process.cwd(),
-      env: env as NodeJS.ProcessEnv,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(options.input ?? '');
-  });
-}
 
 async function tempDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'postern-cli-'));

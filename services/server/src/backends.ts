@@ -22,6 +22,10 @@ export interface Backends {
   check(): Promise<string | null>;
   /** Run the store sweeper every SWEEP_INTERVAL_S (delivery workers). */
   startSweeper(): void;
+  /** One sweep now (`postern store sweep`); null for stores that need none. */
+  sweepOnce(): Promise<Record<string, number> | null>;
+  /** Rebuild a mailbox index from the object listing (`postern mailbox rebuild`); null where there is no index. */
+  rebuild(mailboxId: string): Promise<Record<string, unknown> | null>;
   close(): Promise<void>;
 }
 
@@ -45,6 +49,8 @@ export async function openBackends(
     loginThrottle: null,
     check: async () => null,
     startSweeper: () => undefined,
+    sweepOnce: async () => null,
+    rebuild: async () => null,
     close: async () => undefined,
   };
 }
@@ -70,65 +76,63 @@ async function openCluster(
   const common = {
     keyPrefix: config.REDIS_KEY_PREFIX,
     tls: config.REDIS_URL?.startsWith('rediss://') ?? false,
-    commandTimeoutMs: Math.max(1_000, Math.floor(config.LOCK_TTL_MS / 3)),
+    // A stalled Redis fails the command well inside the lease, so the session ends cleanly.
+    commandTimeoutMs: Math.max(500, Math.floor(config.LOCK_TTL_MS / 3)),
     ...(config.REDIS_PASSWORD !== undefined ? { password: config.REDIS_PASSWORD } : {}),
   };
-  const redisSettings =
+  const redis =
     config.REDIS_CLUSTER_NODES.length > 0
       ? { ...common, mode: 'cluster' as const, nodes: hostPorts(config.REDIS_CLUSTER_NODES) }
       : config.REDIS_SENTINELS.length > 0
-        ? {
-            ...common,
-            mode: 'sentinel' as const,
-            sentinels: hostPorts(config.REDIS_SENTINELS),
-            masterName: config.REDIS_SENTINEL_MASTER as string,
-            db: 0,
-          }
+        ? { ...common, mode: 'sentinel' as const, sentinels: hostPorts(config.REDIS_SENTINELS), masterName: config.REDIS_SENTINEL_MASTER as string, db: 0 }
         : { ...common, mode: 'standalone' as const, url: config.REDIS_URL as string, db: 0 };
-  const redis = s3store.createRedis(redisSettings);
-  redis.on('error', (e: Error) => logger.warn({ err: e.message }, 'redis connection error'));
-  const index = new s3store.RedisIndex(redis, { keyPrefix: config.REDIS_KEY_PREFIX, timer: metrics.storeDuration });
-  const client = s3store.createS3Client({
-    ...(config.S3_ENDPOINT !== undefined ? { endpoint: config.S3_ENDPOINT } : {}),
-    bucket: config.S3_BUCKET as string,
-    region: config.S3_REGION,
-    prefix: config.S3_PREFIX,
-    forcePathStyle: config.S3_FORCE_PATH_STYLE,
-    maxSockets: config.S3_MAX_SOCKETS,
-    connectTimeoutMs: Math.min(config.S3_TIMEOUT_MS, 3_000),
-    requestTimeoutMs: config.S3_TIMEOUT_MS,
-    retryDeadlineMs: config.S3_TIMEOUT_MS,
-  });
-  const s3 = new s3store.S3Objects(client, { bucket: config.S3_BUCKET as string, retryDeadlineMs: config.S3_TIMEOUT_MS, timer: metrics.storeDuration });
-  const store = new s3store.S3MailStore({
-    s3,
-    index,
-    prefix: config.S3_PREFIX,
-    spoolDir,
-    sweepGraceMs: config.SWEEP_GRACE_S * 1000,
-    readStallTimeoutMs: config.S3_TIMEOUT_MS,
-    onDeleteError: (mailboxId, e) =>
-      logger.warn({ mailboxId, err: (e as Error).message }, 'deleting committed messages failed; the sweeper will finish it'),
-  });
-  const locks = new s3store.RedisLockManager(index, {
-    ttlMs: config.LOCK_TTL_MS,
-    onLost: (key, reason) => logger.warn({ key, reason }, 'maildrop lease lost'),
-  });
-  const sweeper = new s3store.Sweeper({ store, graceMs: config.SWEEP_GRACE_S * 1000 });
+  const cluster = s3store.createClusterBackends(
+    {
+      redis,
+      s3: {
+        ...(config.S3_ENDPOINT !== undefined ? { endpoint: config.S3_ENDPOINT } : {}),
+        bucket: config.S3_BUCKET as string,
+        region: config.S3_REGION,
+        prefix: config.S3_PREFIX,
+        forcePathStyle: config.S3_FORCE_PATH_STYLE,
+        maxSockets: config.S3_MAX_SOCKETS,
+        connectTimeoutMs: Math.min(config.S3_TIMEOUT_MS, 3_000),
+        requestTimeoutMs: config.S3_TIMEOUT_MS,
+        retryDeadlineMs: config.S3_TIMEOUT_MS,
+      },
+      store: {
+        lockTtlMs: config.LOCK_TTL_MS,
+        sweepGraceS: config.SWEEP_GRACE_S,
+        sweepIntervalS: config.SWEEP_INTERVAL_S,
+        spoolDir,
+        spoolMemoryBytes: 256 * 1024,
+        readStallTimeoutMs: config.S3_TIMEOUT_MS,
+      },
+    },
+    {
+      timer: metrics.storeDuration,
+      onLeaseLost: (key, reason) => logger.warn({ key, reason }, 'maildrop lease lost'),
+      onRedisError: (e) => logger.warn({ err: e.message }, 'redis connection error'),
+      onDeleteError: (mailboxId, e) =>
+        logger.warn({ mailboxId, err: (e as Error).message }, 'deleting committed messages failed; the sweeper will finish it'),
+    },
+  );
+  const sweeper = cluster.sweeper();
   let sweeping = false;
   return {
-    store,
-    locks,
-    loginDelayGate: new s3store.RedisLoginDelayGate(index),
-    loginThrottle: throttleLimits ? new RedisLoginThrottle(redis, { limits: throttleLimits, prefix: `${config.REDIS_KEY_PREFIX}throttle:` }) : null,
+    store: cluster.store,
+    locks: cluster.locks,
+    loginDelayGate: cluster.loginDelay,
+    loginThrottle: throttleLimits
+      ? new RedisLoginThrottle(cluster.redis, { limits: throttleLimits, prefix: `${config.REDIS_KEY_PREFIX}throttle:` })
+      : null,
     async check() {
-      const deadline = AbortSignal.timeout(1_000);
       const results = await Promise.all([
-        redis.ping().then(
+        cluster.redis.ping().then(
           () => null,
           (e: Error) => `redis: ${e.message}`,
         ),
-        s3.size(store.objectKey('-readiness-', 'probe'), deadline).then(
+        cluster.s3.size(cluster.store.objectKey('-readiness-', 'probe'), AbortSignal.timeout(1_000)).then(
           () => null,
           (e: Error) => `s3: ${e.message}`,
         ),
@@ -143,11 +147,11 @@ async function openCluster(
         onError: (e) => logger.warn({ err: (e as Error).message }, 'store sweep failed; retrying next interval'),
       });
     },
+    sweepOnce: async () => ({ ...(await sweeper.runOnce()) }),
+    rebuild: async (mailboxId) => ({ ...(await cluster.rebuild(mailboxId)) }),
     async close() {
       if (sweeping) await sweeper.stop();
-      await store.close?.();
-      redis.disconnect();
-      client.destroy();
+      await cluster.close();
     },
   };
 }
