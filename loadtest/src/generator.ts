@@ -75,6 +75,8 @@ export interface SessionOptions extends ConnectionOptions {
   sessions?: number;
   /** RETR every message (default) or none. */
   retr?: 'all' | 'none';
+  /** Also LIST (after STAT, before UIDL). Default false. */
+  list?: boolean;
   /** DELE every message before QUIT (destroys the data set). */
   dele?: boolean;
   /** Server process whose tree's CPU time and memory to report. */
@@ -249,6 +251,11 @@ async function oneSession(
     const loginMs = performance.now() - l0;
     stageRef.stage = 'stat';
     const stat = await client.stat();
+    if (opts.list === true) {
+      stageRef.stage = 'list';
+      const list = await client.list();
+      if (list.length !== stat.count) throw new CheckError('count-mismatch', `LIST listed ${list.length} messages, STAT ${stat.count}`);
+    }
     stageRef.stage = 'uidl';
     const uidl = await client.uidl();
     if (uidl.length !== stat.count) {

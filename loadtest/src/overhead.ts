@@ -77,7 +77,7 @@ export interface OverheadResult {
   pairedRatio: { sessionsPerSecond: number; cpuMsPerSession: number };
 }
 
-function median(values: readonly number[]): number {
+export function median(values: readonly number[]): number {
   const v = [...values].sort((a, b) => a - b);
   if (v.length === 0) return Number.NaN;
   const mid = Math.floor(v.length / 2);
