@@ -80,6 +80,7 @@ export function createClusterBackends(settings: ClusterSettings, options: Cluste
   const s3 = new S3Objects(s3Client, {
     bucket: settings.s3.bucket,
     retryDeadlineMs: settings.s3.retryDeadlineMs,
+    requestTimeoutMs: settings.s3.requestTimeoutMs,
     ...(options.timer ? { timer: options.timer } : {}),
   });
   const store = new S3MailStore({

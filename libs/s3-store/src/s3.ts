@@ -42,7 +42,11 @@ export function createS3Client(settings: S3Settings, credentials?: S3Credentials
     responseChecksumValidation: 'WHEN_REQUIRED',
     requestHandler: {
       connectionTimeout: settings.connectTimeoutMs,
+      // Until the response headers (a PUT's upload included); by default the SDK would only warn.
       requestTimeout: settings.requestTimeoutMs,
+      throwOnRequestTimeout: true,
+      // No socket idle timeout: a body paused by a slow POP3 client is not stalled (the message
+      // stream watches for stalls itself, only while the reader wants data).
       httpAgent: new HttpAgent(agentOptions),
       httpsAgent: new HttpsAgent(agentOptions),
     },
@@ -89,6 +93,11 @@ export interface S3Stats {
 
 export interface S3ObjectsOptions {
   readonly bucket: string;
+  /**
+   * S3_REQUEST_TIMEOUT_MS, for the PUT's own timeout: a PUT gets this plus 1 ms per KiB of body
+   * (a floor of 1 MB/s), since its request lasts as long as the upload. Default 30000.
+   */
+  readonly requestTimeoutMs?: number;
   readonly retryDeadlineMs?: number;
   readonly timer?: OperationTimer;
 }
@@ -114,11 +123,13 @@ export class S3Objects {
   readonly bucket: string;
   readonly stats: S3Stats = { requests: 0, getBytes: 0, putBytes: 0 };
   readonly #deadlineMs: number;
+  readonly #requestTimeoutMs: number;
   readonly #timer: OperationTimer | undefined;
 
   constructor(client: S3Client, options: S3ObjectsOptions) {
     this.client = client;
     this.bucket = options.bucket;
+    this.#requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
     this.#deadlineMs = options.retryDeadlineMs ?? 15_000;
     this.#timer = options.timer;
   }
@@ -159,12 +170,13 @@ export class S3Objects {
    * object is checked by size and accepted.
    */
   async put(key: string, size: number, body: () => Buffer | Readable, signal?: AbortSignal): Promise<void> {
+    const requestTimeout = this.#requestTimeoutMs + Math.ceil(size / 1024);
     await this.#retry('put', signal, async (n) => {
       const payload = body();
       try {
         await this.client.send(
           new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: payload, ContentLength: size, IfNoneMatch: '*' }),
-          signal ? { abortSignal: signal } : {},
+          signal ? { abortSignal: signal, requestTimeout } : { requestTimeout },
         );
       } catch (error) {
         // A file stream the failed attempt did not read to its end still holds its descriptor.

@@ -47,7 +47,7 @@ export interface S3Settings {
   readonly maxSockets: number;
   /** Connect timeout of one attempt, ms. */
   readonly connectTimeoutMs: number;
-  /** Socket idle timeout of one attempt, ms. */
+  /** Most time one attempt may take until the response headers (a PUT's upload included), ms. */
   readonly requestTimeoutMs: number;
   /** Transient errors are retried with jittered backoff until this deadline, ms. */
   readonly retryDeadlineMs: number;

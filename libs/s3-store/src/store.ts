@@ -225,7 +225,7 @@ export class S3Maildrop extends LeasedDrop {
     super(lease);
     this.#store = store;
     this.#mailboxId = mailboxId;
-    this.messages = Object.freeze(messages.map((m) => Object.freeze({ uid: m.uid, size: m.size })));
+    this.messages = Object.freeze(messages.map((m) => Object.freeze(withReceived(m))));
   }
 
   protected async readMessage(index: number, options: ReadOptions): Promise<Readable> {
@@ -258,6 +258,12 @@ export class S3Maildrop extends LeasedDrop {
     fenced?.releasedByCommit();
     this.#store.deleteCommitted(this.#mailboxId, uids);
   }
+}
+
+/** Delivery time from the id (`timeOrderedId()`: 12 hex digits of ms first), when it is one. */
+function withReceived(m: MessageMeta): MessageMeta {
+  if (!/^[0-9a-f]{28}$/.test(m.uid)) return { uid: m.uid, size: m.size };
+  return { uid: m.uid, size: m.size, received: parseInt(m.uid.slice(0, 12), 16) };
 }
 
 /**

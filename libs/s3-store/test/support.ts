@@ -29,6 +29,8 @@ export async function stopBackends(b: Backends | undefined): Promise<void> {
 }
 
 export interface Rig {
+  /** Key prefix and S3 prefix of this rig's data. */
+  readonly namespace: string;
   readonly redis: RedisClient;
   readonly index: RedisIndex;
   readonly s3: S3Objects;
@@ -42,6 +44,8 @@ export interface Rig {
 export interface RigOptions {
   readonly ttlMs?: number;
   readonly retryDeadlineMs?: number;
+  readonly requestTimeoutMs?: number;
+  readonly readStallTimeoutMs?: number;
   readonly sweepGraceMs?: number;
   readonly spoolMemoryBytes?: number;
   /** Key prefix and S3 prefix; default a fresh one per rig. */
@@ -65,18 +69,24 @@ export function makeRig(s3Server: S3Server, redisFactory: RedisFactory, options:
   const build = (): Rig => {
     const redis = redisFactory();
     const index = new RedisIndex(redis, { keyPrefix: `${namespace}:` });
-    const settings = parseS3Settings({ ...s3Server.env, S3_RETRY_DEADLINE_MS: String(options.retryDeadlineMs ?? 3_000) });
+    const settings = parseS3Settings({
+      ...s3Server.env,
+      S3_RETRY_DEADLINE_MS: String(options.retryDeadlineMs ?? 3_000),
+      S3_REQUEST_TIMEOUT_MS: String(options.requestTimeoutMs ?? 30_000),
+    });
     const client = createS3Client(settings, { accessKeyId: s3Server.accessKeyId, secretAccessKey: s3Server.secretAccessKey });
-    const s3 = new S3Objects(client, { bucket: settings.bucket, retryDeadlineMs: settings.retryDeadlineMs });
+    const s3 = new S3Objects(client, { bucket: settings.bucket, retryDeadlineMs: settings.retryDeadlineMs, requestTimeoutMs: settings.requestTimeoutMs });
     const store = new S3MailStore({
       s3,
       index,
       prefix: `${namespace}/`,
       ...(options.sweepGraceMs !== undefined ? { sweepGraceMs: options.sweepGraceMs } : {}),
       ...(options.spoolMemoryBytes !== undefined ? { spoolMemoryBytes: options.spoolMemoryBytes } : {}),
+      ...(options.readStallTimeoutMs !== undefined ? { readStallTimeoutMs: options.readStallTimeoutMs } : {}),
     });
     const locks = new RedisLockManager(index, { ttlMs: options.ttlMs ?? 30_000 });
     return {
+      namespace,
       redis,
       index,
       s3,
