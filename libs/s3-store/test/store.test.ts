@@ -69,6 +69,15 @@ function generated(size: number, onChunk: (n: number) => void = () => {}): { sou
   return { source: () => Readable.from(chunks(), { objectMode: false }), canonicalLength, sha256: hash.digest('hex') };
 }
 
+/** A 30 MB message and a small one delivered, and the maildrop opened. */
+async function bigAndSmall(rig: Rig): Promise<{ big: ReturnType<typeof generated>; drop: Awaited<ReturnType<Rig['store']['open']>> }> {
+  const big = generated(30 * 1024 * 1024);
+  await rig.store.deliver(BOX, big.source());
+  await rig.store.deliver(BOX, text('Subject: small\n\nx\n'));
+  const lease = await rig.locks.acquire(BOX.id);
+  return { big, drop: await rig.store.open(BOX, lease!) };
+}
+
 describe('S3MailStore on standalone Redis', () => {
   test('a write never overwrites an object (If-None-Match: *)', () =>
     withRig(async (rig) => {
@@ -314,11 +323,7 @@ describe('S3MailStore on standalone Redis', () => {
   test('S3 down: deliveries and reads fail temporarily within the retry deadline; S3 dying mid-RETR errors the stream', () =>
     withRig(
       async (rig) => {
-        const big = generated(30 * 1024 * 1024);
-        await rig.store.deliver(BOX, big.source());
-        await rig.store.deliver(BOX, text('Subject: small\n\nx\n'));
-        const lease = await rig.locks.acquire(BOX.id);
-        const drop = await rig.store.open(BOX, lease!);
+        const { big, drop } = await bigAndSmall(rig);
         const s3proc = backends!.s3Server.proc;
         try {
           const stream = await drop.read(0, { bodyLines: null });
@@ -351,12 +356,8 @@ describe('S3MailStore on standalone Redis', () => {
   test('S3 hung (SIGSTOP): a read fails temporarily by the request timeout; a stall mid-RETR errors the stream; a slow reader is not a stall', () =>
     withRig(
       async (rig) => {
-        const big = generated(30 * 1024 * 1024);
         // A 30 MB upload takes longer than the 300 ms request timeout: a PUT's timeout grows with its size.
-        await rig.store.deliver(BOX, big.source());
-        await rig.store.deliver(BOX, text('Subject: small\n\nx\n'));
-        const lease = await rig.locks.acquire(BOX.id);
-        const drop = await rig.store.open(BOX, lease!);
+        const { big, drop } = await bigAndSmall(rig);
         const s3proc = backends!.s3Server.proc;
         try {
           // A slow reader (a client on a slow link): after the first chunk nothing is read for
