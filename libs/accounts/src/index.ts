@@ -48,6 +48,6 @@ export {
   type UpdateOptions,
   type WriteAtomicOptions,
 } from './passwd-file-edit.js';
-export { CredentialCache, type CredentialCacheOptions, type CredentialCacheStats } from './credential-cache.js';
+export { CredentialCache, type CredentialCacheOptions, type CredentialCacheStats, type SharedCredentialStore } from './credential-cache.js';
 export { ChainBackend, type ChainBackendOptions } from './chain.js';
 export { PamBackend, pamOptionsFromConfig, type PamBackendOptions, type PamConfigKeys } from './pam.js';

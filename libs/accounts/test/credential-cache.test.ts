@@ -24,7 +24,7 @@ describe('CredentialCache', () => {
     advance(1);
     await cache.verifyPassword({ username: 'alice', password: 'right' });
     assert.equal(backend.calls.length, 2);
-    assert.deepEqual(cache.stats, { entries: 1, negativeEntries: 0, hits: 2, negativeHits: 0, misses: 2 });
+    assert.deepEqual(cache.stats, { entries: 1, negativeEntries: 0, hits: 2, negativeHits: 0, misses: 2, sharedHits: 0 });
   });
 
   it('never answers a different password from a cached success', async () => {

@@ -88,6 +88,7 @@ export function createClusterBackends(settings: ClusterSettings, options: Cluste
     index,
     prefix: settings.s3.prefix,
     spoolMemoryBytes: settings.store.spoolMemoryBytes,
+    ...(settings.store.readStallTimeoutMs !== undefined ? { readStallTimeoutMs: settings.store.readStallTimeoutMs } : {}),
     ...(settings.store.spoolDir !== undefined ? { spoolDir: settings.store.spoolDir } : {}),
     sweepGraceMs: settings.store.sweepGraceS * 1000,
     ...(options.onDeleteError ? { onDeleteError: options.onDeleteError } : {}),

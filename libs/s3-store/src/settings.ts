@@ -63,6 +63,8 @@ export interface StoreSettings {
   /** Where deliveries larger than `spoolMemoryBytes` are spooled before the PUT. */
   readonly spoolDir?: string;
   readonly spoolMemoryBytes: number;
+  /** RETR/TOP fail when S3 sends nothing for this long while the client reads (default 10 s). */
+  readonly readStallTimeoutMs?: number;
 }
 
 export interface ClusterSettings {

@@ -84,6 +84,12 @@ export class Metrics {
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
+  readonly credentialCache = new client.Counter({
+    name: `${NS}_credential_cache_lookups_total`,
+    help: 'Verified-credential cache lookups: hit, negative_hit (a cached failure), shared_hit (answered by the cache shared in Redis), miss (the backend verified).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
   readonly authThrottled = new client.Counter({
     name: `${NS}_auth_throttled_total`,
     help: 'Logins refused by the brute-force throttle without verifying, by reason: too many failures from the client address (ip) or for the account (user).',

@@ -1,9 +1,10 @@
-/** Wires the single node: password file, Maildir, maildrop locks, POP3 gateway, LMTP intake. */
-import { constants } from 'node:fs';
+/** Wires a process: accounts, the store and its locks, POP3 gateway, intake, admin (by role). */
+import { createHash } from 'node:crypto';
+import { constants, readFileSync } from 'node:fs';
 import { access, mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { ChainBackend, CredentialCache, PamBackend, PasswdFileBackend, pamOptionsFromConfig, type AccountBackend } from '@postern/accounts';
+import { ChainBackend, CredentialCache, PamBackend, PasswdFileBackend, pamOptionsFromConfig, type AccountBackend, type SharedCredentialStore } from '@postern/accounts';
 import { LdapBackend, ldapOptionsFromConfig } from '@postern/accounts-ldap';
 import { DEFAULT_GATEWAY_SETTINGS, startGateway, type Gateway, type GatewaySettings } from '@postern/gateway';
 import { startIntake, type Intake } from '@postern/delivery';
@@ -69,8 +70,14 @@ export interface StartOptions {
   readonly metricsText?: (own: Metrics) => () => Promise<string>;
 }
 
-async function openAccounts(config: Readonly<ServerConfig>, logger: Logger): Promise<AccountBackend> {
+async function openAccounts(
+  config: Readonly<ServerConfig>,
+  logger: Logger,
+  metrics: Metrics,
+  shared: SharedCredentialStore | null,
+): Promise<AccountBackend> {
   let cache: CredentialCache | null = null;
+  let passwdGeneration = '';
   const opened: AccountBackend[] = [];
   try {
     // AUTH: the backends in the order they are asked (ChainBackend when more than one).
@@ -88,7 +95,9 @@ async function openAccounts(config: Readonly<ServerConfig>, logger: Logger): Pro
           path: config.PASSWD_FILE,
           onWarning: (w) => logger.warn({ file: w.file, line: w.line }, w.message),
           onReload: (r) => {
-            // A changed password takes effect at once, not when the cached verification expires.
+            // A changed password takes effect at once, not when the cached verification expires
+            // (in every process: the file's digest is part of the shared cache keys).
+            passwdGeneration = fileDigest(config.PASSWD_FILE);
             cache?.clear();
             logger.info({ file: r.file, users: r.users, skipped: r.skipped }, 'password file loaded');
           },
@@ -100,8 +109,26 @@ async function openAccounts(config: Readonly<ServerConfig>, logger: Logger): Pro
     throw e;
   }
   const accounts = opened.length === 1 ? (opened[0] as AccountBackend) : new ChainBackend(opened);
-  if (config.CREDENTIAL_CACHE_TTL_S > 0) cache = new CredentialCache(accounts, { ttlMs: config.CREDENTIAL_CACHE_TTL_S * 1000 });
+  if (config.CREDENTIAL_CACHE_TTL_S > 0) {
+    const secret = config.CREDENTIAL_CACHE_SECRET;
+    cache = new CredentialCache(accounts, {
+      ttlMs: config.CREDENTIAL_CACHE_TTL_S * 1000,
+      generation: () => passwdGeneration,
+      onLookup: (result) => metrics.credentialCache.inc({ result }),
+      ...(shared && secret ? { shared: { store: shared, secret: Buffer.from(secret, 'utf8') } } : {}),
+    });
+    if (shared && !secret) logger.info('credential cache is per process; set CREDENTIAL_CACHE_SECRET to share it in Redis');
+  }
   return cache ?? accounts;
+}
+
+/** SHA-256 of a file's bytes, or '' when it cannot be read. */
+function fileDigest(path: string): string {
+  try {
+    return createHash('sha256').update(readFileSync(path)).digest('base64');
+  } catch {
+    return '';
+  }
 }
 
 /** The certificate files, generating a self-signed pair on first run. */
@@ -158,10 +185,12 @@ async function readiness(config: Readonly<ServerConfig>, backends: Backends, dra
   if (draining()) return 'draining';
   if (!up()) return 'no POP3 process is up';
   const checks = [
-    access(config.PASSWD_FILE, constants.R_OK).then(
-      () => null,
-      (e: NodeJS.ErrnoException) => `password file ${config.PASSWD_FILE}: ${e.code ?? e.message}`,
-    ),
+    config.AUTH.includes('passwd-file')
+      ? access(config.PASSWD_FILE, constants.R_OK).then(
+          () => null,
+          (e: NodeJS.ErrnoException) => `password file ${config.PASSWD_FILE}: ${e.code ?? e.message}`,
+        )
+      : Promise.resolve(null),
     access(config.DATA_DIR, constants.W_OK).then(
       () => null,
       (e: NodeJS.ErrnoException) => `data directory ${config.DATA_DIR}: ${e.code ?? e.message}`,
@@ -178,10 +207,16 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
   const runs = RUNS[role];
   const tlsFiles = await prepareTls(config, logger);
   const tls = await loadTlsOptions(tlsFiles);
-  const accounts = await openAccounts(config, logger);
   // The primary of a multi-process node reports process metrics through its workers' sum only.
   const metrics = new Metrics({ processMetrics: role !== 'intake' && role !== 'admin', withoutDelivery: !runs.intake, disabled: config.METRICS === 'off' });
   const backends = await openBackends(config, logger, metrics, throttleLimits(config));
+  let accounts: AccountBackend;
+  try {
+    accounts = await openAccounts(config, logger, metrics, backends.credentialStore);
+  } catch (e) {
+    await backends.close();
+    throw e;
+  }
   const store = backends.store;
   const locks = options.locks ?? backends.locks ?? new MemoryLockManager();
 

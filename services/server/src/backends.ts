@@ -6,6 +6,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { SharedCredentialStore } from '@postern/accounts';
 import { RedisLoginThrottle, type LockManager, type LoginDelayGate, type LoginThrottle, type ThrottleLimits } from '@postern/locks';
 import { MaildirStore, maildirPathFromTemplate, type MailStore } from '@postern/mailstore';
 import type { Logger, Metrics } from '@postern/telemetry';
@@ -16,6 +17,8 @@ export interface Backends {
   /** Shared locks (Redis); null: the caller supplies in-process or IPC locks. */
   readonly locks: LockManager | null;
   readonly loginDelayGate: LoginDelayGate | null;
+  /** Where verified credentials are shared between processes (Redis); null: per process only. */
+  readonly credentialStore: SharedCredentialStore | null;
   /** Brute-force counters shared by every gateway (Redis); null: the caller's in-process ones. */
   readonly loginThrottle: LoginThrottle | null;
   /** Null when every backend answered, else why not (for /readyz). */
@@ -47,6 +50,7 @@ export async function openBackends(
     locks: null,
     loginDelayGate: null,
     loginThrottle: null,
+    credentialStore: null,
     check: async () => null,
     startSweeper: () => undefined,
     sweepOnce: async () => null,
@@ -126,6 +130,12 @@ async function openCluster(
     loginThrottle: throttleLimits
       ? new RedisLoginThrottle(cluster.redis, { limits: throttleLimits, prefix: `${config.REDIS_KEY_PREFIX}throttle:` })
       : null,
+    credentialStore: {
+      get: (key) => cluster.redis.get(`${config.REDIS_KEY_PREFIX}cred:${key}`),
+      set: async (key, value, ttlMs) => {
+        await cluster.redis.set(`${config.REDIS_KEY_PREFIX}cred:${key}`, value, 'PX', ttlMs);
+      },
+    },
     async check() {
       const results = await Promise.all([
         cluster.redis.ping().then(

@@ -62,6 +62,11 @@ export const serverSchema = z.object({
   EXPIRE: z.union([z.literal('NEVER'), integer(0)]).optional(),
   MAX_MESSAGE_SIZE: integer(1_024).default(50 * 1024 * 1024),
   CREDENTIAL_CACHE_TTL_S: integer(0, 86_400).default(60),
+  /**
+   * Cluster mode: the secret (at least 32 characters, the same in every process) that keys the
+   * credential cache shared in Redis. Unset: each process caches for itself.
+   */
+  CREDENTIAL_CACHE_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   /** Account backends asked in this order: `passwd-file`, `ldap` (e.g. `ldap,passwd-file`). */
   AUTH: list.pipe(z.array(z.enum(['passwd-file', 'ldap', 'pam'])).min(1, 'name at least one backend')).default(['passwd-file']),
   /** LDAP / Active Directory (AUTH includes ldap): see libs/accounts-ldap/README.md. */

@@ -121,7 +121,7 @@ for (const mode of ['standalone', 'cluster', 'sentinel'] as const) {
     let g1: ClusterProcess;
     let g2: ClusterProcess;
     let worker: ClusterProcess;
-    const users = ['ann', 'ben', 'cat', 'dan', 'eve', 'fay', 'gus', 'hal', 'ivy'];
+    const users = ['ann', 'ben', 'cat', 'dan', 'eve', 'fay', 'gus', 'hal', 'ivy', 'jay'];
 
     before(async () => {
       [backend, s3] = await Promise.all([startBackend(mode), startS3()]);
@@ -133,6 +133,7 @@ for (const mode of ['standalone', 'cluster', 'sentinel'] as const) {
         SWEEP_INTERVAL_S: '1',
         AUTH_THROTTLE_USER_FAILURES: '3',
         AUTH_THROTTLE_MAX_DELAY_MS: '0',
+        CREDENTIAL_CACHE_SECRET: 'a-cluster-wide-secret-for-the-credential-cache',
       });
       [g1, g2, worker] = await Promise.all([fx.start('gateway'), fx.start('gateway'), fx.start('delivery')]);
     });
@@ -360,6 +361,20 @@ for (const mode of ['standalone', 'cluster', 'sentinel'] as const) {
       await client.command('USER ivy');
       assert.match(await client.command(`PASS ${PASSWORD}`), /^-ERR \[AUTH\]/, 'the right password got through a throttled account');
       client.destroy();
+    });
+
+    it('a login verified by one gateway is answered for the other from the cache shared in Redis', async () => {
+      const sharedHits = async (g: ClusterProcess): Promise<number> => {
+        const text = await (await fetch(`http://127.0.0.1:${g.adminPort}/metrics`)).text();
+        const line = text.split('\n').find((l) => l.startsWith('postern_credential_cache_lookups_total{result="shared_hit"}'));
+        return line ? Number(line.split(' ')[1]) : 0;
+      };
+      const before = await sharedHits(g2);
+      const first = await login(g1.pop3Port, 'jay');
+      assert.match(await first.quit(), /^\+OK/);
+      const second = await login(g2.pop3Port, 'jay');
+      assert.match(await second.quit(), /^\+OK/);
+      assert.equal(await sharedHits(g2), before + 1);
     });
 
     it('the sweeper removes the objects of committed deletions from the bucket', async () => {
