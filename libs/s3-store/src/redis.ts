@@ -230,6 +230,15 @@ export class RedisIndex {
     return (await this.#run('login-delay', () => this.client.set(k.login, '1', 'PX', delayMs, 'NX'))) === 'OK';
   }
 
+  /**
+   * A cluster-wide turn: true for the one caller that takes `name` within `ttlMs` (SET NX PX).
+   * The sweepers of all delivery workers use it so that one of them works per interval.
+   */
+  async claim(name: string, ttlMs: number): Promise<boolean> {
+    const key = `${this.keyPrefix}{sweeper}:${name}`;
+    return (await this.#run('claim', () => this.client.set(key, String(process.pid), 'PX', Math.max(1, Math.floor(ttlMs)), 'NX'))) === 'OK';
+  }
+
   async pending(mailboxId: string): Promise<string[]> {
     const k = this.keys(mailboxId);
     return this.#run('pending', () => this.client.smembers(k.pending));

@@ -28,8 +28,21 @@ export interface SweeperOptions {
   readonly store: S3MailStore;
   /** SWEEP_GRACE_S in ms: objects younger than this are never considered orphans. */
   readonly graceMs: number;
+  /**
+   * The loop (`start`) lists the bucket for orphans at most this often cluster-wide, ms (default:
+   * the grace period; an object becomes an orphan only once it is that old). Listing costs one
+   * request per 1000 objects.
+   */
+  readonly orphanIntervalMs?: number;
   /** Clock, for tests. */
   readonly now?: () => number;
+}
+
+export interface SweepLoopHandlers {
+  readonly onReport?: (report: SweepReport) => void;
+  /** Another process had this interval's turn. */
+  readonly onSkip?: () => void;
+  readonly onError?: (error: unknown) => void;
 }
 
 export class Sweeper {
@@ -37,6 +50,7 @@ export class Sweeper {
   readonly #index: RedisIndex;
   readonly #s3: S3Objects;
   readonly #graceMs: number;
+  readonly #orphanIntervalMs: number;
   readonly #now: () => number;
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<unknown> | undefined;
@@ -47,6 +61,7 @@ export class Sweeper {
     this.#index = options.store.index;
     this.#s3 = options.store.s3;
     this.#graceMs = options.graceMs;
+    this.#orphanIntervalMs = options.orphanIntervalMs ?? options.graceMs;
     this.#now = options.now ?? Date.now;
   }
 
@@ -106,22 +121,35 @@ export class Sweeper {
   }
 
   /**
-   * Runs a pass every `intervalMs` (the first at once) until `stop()`. A failed pass is reported
-   * to `onError` and the loop goes on.
+   * Runs a pass every `intervalMs` (the first at once) until `stop()`. Every delivery worker may
+   * run the loop: one process per interval takes the turn (a Redis `SET NX PX`), and the orphan
+   * listing runs at most once per `orphanIntervalMs` cluster-wide. A failed pass is reported to
+   * `onError` and the loop goes on.
    */
-  start(intervalMs: number, handlers: { onReport?: (r: SweepReport) => void; onError?: (e: unknown) => void } = {}): void {
+  start(intervalMs: number, handlers: SweepLoopHandlers = {}): void {
     if (this.#timer !== undefined || this.#running !== undefined) throw new Error('the sweeper is already running');
     this.#stopped = false;
     const tick = (): void => {
       this.#timer = undefined;
-      this.#running = this.runOnce()
-        .then((r) => handlers.onReport?.(r), (e: unknown) => handlers.onError?.(e))
+      this.#running = this.#turn(intervalMs, handlers)
+        .catch((e: unknown) => handlers.onError?.(e))
         .finally(() => {
           this.#running = undefined;
           if (!this.#stopped) this.#timer = setTimeout(tick, intervalMs);
         });
     };
     tick();
+  }
+
+  async #turn(intervalMs: number, handlers: SweepLoopHandlers): Promise<void> {
+    // A little under the interval, so the next tick of whoever had it can take it again.
+    if (!(await this.#index.claim('turn', intervalMs * 0.9))) {
+      handlers.onSkip?.();
+      return;
+    }
+    const pending = await this.sweepPending();
+    const orphans = (await this.#index.claim('orphans', this.#orphanIntervalMs)) ? await this.sweepOrphans() : { scanned: 0, orphansDeleted: 0 };
+    handlers.onReport?.({ ...pending, ...orphans });
   }
 
   /** Stops the loop; resolves once a pass in progress has finished. */

@@ -11,7 +11,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { pollUntil, redisCommand } from '@postern/testkit';
 import { StoreError, type MailboxRef } from '@postern/mailstore';
-import { Sweeper, rebuildIndex } from '../src/index.js';
+import { Sweeper, rebuildIndex, type SweepReport } from '../src/index.js';
 import { collect, leaseSuite, objectKeys, text } from './lease-suite.js';
 import { makeRig, standaloneRedis, startBackends, stopBackends, type Backends, type Rig, type RigOptions } from './support.js';
 
@@ -231,6 +231,28 @@ describe('S3MailStore on standalone Redis', () => {
       );
       for (let i = 0; i < drop.messages.length; i++) assert.equal((await collect(await drop.read(i, { bodyLines: null }))).length, drop.messages[i]!.size);
       await drop.close();
+    }));
+
+  test('sweeper loops in several processes: one takes each turn, and the orphan listing keeps its own interval', () =>
+    withRig(async (rig) => {
+      await rig.store.deliver(BOX, text('Subject: s\n\nx\n'));
+      const other = rig.another();
+      const a = new Sweeper({ store: rig.store, graceMs: 3_600_000 });
+      const b = new Sweeper({ store: other.store, graceMs: 3_600_000 });
+      try {
+        const reports: SweepReport[] = [];
+        let skips = 0;
+        const handlers = { onReport: (r: SweepReport) => void reports.push(r), onSkip: () => void skips++ };
+        a.start(150, handlers);
+        b.start(150, handlers);
+        await pollUntil('three turns and a skipped one', 20_000, async () => (reports.length >= 3 && skips >= 1 ? true : undefined));
+        assert.equal(reports[0]!.scanned, 1, 'the first turn lists the bucket');
+        for (const r of reports.slice(1)) assert.equal(r.scanned, 0, 'later turns within the orphan interval do not');
+      } finally {
+        await a.stop();
+        await b.stop();
+        await other.close();
+      }
     }));
 
   test('rebuild restores the same listing and totals, keeps pending deletions out and raises the fence', () =>
