@@ -30,7 +30,7 @@ export { createRedis, RedisIndex, RoundTrips, type CommitOutcome, type MailboxKe
 export { RedisLease, RedisLockManager, RedisLoginDelayGate, type RedisLockManagerOptions } from './locks.js';
 export { createS3Client, isTransient, S3Objects, type S3Credentials, type S3Listing, type S3ObjectsOptions, type S3Stats } from './s3.js';
 export { S3MailStore, S3Maildrop, objectKey, parseObjectKey, TOP_FIRST_RANGE, type S3MailStoreOptions } from './store.js';
-export { Sweeper, type SweepReport, type SweeperOptions } from './sweeper.js';
+export { Sweeper, type SweepLoopHandlers, type SweepReport, type SweeperOptions } from './sweeper.js';
 export { rebuildIndex, type RebuildReport } from './rebuild.js';
 export { SCRIPTS, type ScriptDefinition, type ScriptName } from './scripts.js';
 export { Spool } from './spool.js';
