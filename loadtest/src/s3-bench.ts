@@ -54,6 +54,8 @@ export interface S3BenchOptions {
   polls: number;
   /** Run services/server/dist/main.js (after a build) instead of the sources through tsx. */
   built: boolean;
+  /** versitygw keeps connections open (VGW_KEEP_ALIVE); off, it closes each after one response. */
+  s3KeepAlive: boolean;
   /** Write a V8 CPU profile of the gateway into this directory (node --cpu-prof). */
   cpuProfDir: string | null;
   dovecot: boolean;
@@ -309,7 +311,17 @@ async function startCluster(dir: string, passwdFile: string, o: S3BenchOptions):
   try {
     const redis = await startRedis();
     stops.push(() => redis.stop());
-    const s3 = await startS3({ bucket: 'postern-bench' });
+    // versitygw closes every connection after one response unless told otherwise (VGW_KEEP_ALIVE,
+    // read from its environment, which it inherits from ours); S3 services keep connections open.
+    const saved = process.env.VGW_KEEP_ALIVE;
+    process.env.VGW_KEEP_ALIVE = String(o.s3KeepAlive);
+    let s3: S3Server;
+    try {
+      s3 = await startS3({ bucket: 'postern-bench' });
+    } finally {
+      if (saved === undefined) delete process.env.VGW_KEEP_ALIVE;
+      else process.env.VGW_KEEP_ALIVE = saved;
+    }
     stops.push(() => s3.stop());
     const [pop3Port, lmtpPort, adminPort, deliveryAdmin] = [await freePort(), await freePort(), await freePort(), await freePort()];
     const shared: Record<string, string> = {
@@ -700,7 +712,8 @@ export function formatS3Bench(r: S3BenchResult): string {
   const cores = (get: (c: CpuSplit) => number): string => fmt(median(r.gatewayCpu.map((c) => get(c) / c.wallSeconds)), 2);
   return (
     `\nData: ${o.users} users x ${o.messages} messages (${o.sizes}), ${r.data.messages} messages, ${fmt(r.data.crlfOctets / 1e6, 1)} MB; ` +
-    `${o.emptyUsers} empty users; ${o.concurrency} concurrent sessions, ${o.rounds} rounds of ${o.durationSeconds} s; gateway from ${o.built ? 'dist' : 'sources (tsx)'}\n\n` +
+    `${o.emptyUsers} empty users; ${o.concurrency} concurrent sessions, ${o.rounds} rounds of ${o.durationSeconds} s; gateway from ${o.built ? 'dist' : 'sources (tsx)'}; ` +
+    `versitygw keep-alive ${o.s3KeepAlive ? 'on' : 'off'}\n\n` +
     `1. Sessions (login, STAT, LIST, UIDL, RETR all, QUIT), medians of the rounds\n\n` +
     `${''.padEnd(24)}${'gateway'.padStart(12)}${'dovecot'.padStart(12)}${'gateway/dovecot'.padStart(16)}\n${table}\n\n` +
     `gateway sessions/s per round: ${allGateway}${r.dovecot.length > 0 ? `; dovecot: ${allDovecot}` : ''}\n` +
@@ -732,6 +745,7 @@ export const USAGE = `Usage: npm run bench:s3 -w loadtest -- [options]
   --rounds R         Dovecot/gateway runs and gateway/raw passes, alternating (default 3)
   --polls N          sequential empty polls and full sessions counted for Redis and S3 (default 200)
   --built            run services/server/dist/main.js (build first) instead of the sources via tsx
+  --no-s3-keep-alive versitygw closes each connection after one response (its default)
   --cpu-prof DIR     write a V8 CPU profile of the gateway into DIR
   --no-dovecot       skip the Dovecot reference
   --json             print the result as JSON (progress goes to stderr)
@@ -750,6 +764,7 @@ async function main(): Promise<number> {
       rounds: { type: 'string' },
       polls: { type: 'string' },
       built: { type: 'boolean' },
+      'no-s3-keep-alive': { type: 'boolean' },
       'cpu-prof': { type: 'string' },
       'no-dovecot': { type: 'boolean' },
       json: { type: 'boolean' },
@@ -773,6 +788,7 @@ async function main(): Promise<number> {
     rounds: intOption('rounds', v.rounds, 3, 1),
     polls: intOption('polls', v.polls, 200, 1),
     built: v.built === true,
+    s3KeepAlive: v['no-s3-keep-alive'] !== true,
     cpuProfDir: v['cpu-prof'] === undefined ? null : resolve(process.env.INIT_CWD ?? process.cwd(), v['cpu-prof']),
     dovecot: v['no-dovecot'] !== true,
     log: (t) => (json ? process.stderr : process.stdout).write(t),

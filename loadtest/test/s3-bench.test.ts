@@ -18,6 +18,7 @@ test('bench:s3 measures and prints sessions, RETR against raw GET, Redis and S3 
     rounds: 1,
     polls: 10,
     built: false,
+    s3KeepAlive: true,
     cpuProfDir: null,
     dovecot: true,
     log: (t) => progress.push(t),
