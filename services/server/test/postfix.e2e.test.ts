@@ -2,12 +2,11 @@
 // LMTP listener; mail is submitted to Postfix with swaks. Then the SMTP listener, straight from
 // swaks. What is asserted is what Postfix reports (its log) and what lands in the Maildirs.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadServerConfig } from '../src/index.js';
-import { startPostfix, type Postfix } from './support/postfix.js';
+import { startPostfix, swaks, writeForSwaks, type Postfix, type Swaks } from './support/postfix.js';
 import { startTestServer, type TestServer } from './support/server.js';
 
 const MAX = 20_000;
@@ -20,29 +19,7 @@ const PASSWD = [
   'frank:{PLAIN}frank-pw',
 ];
 
-interface Swaks {
-  readonly code: number;
-  readonly output: string;
-}
-
-function swaks(args: readonly string[]): Promise<Swaks> {
-  return new Promise((resolve, reject) => {
-    execFile('swaks', ['--helo', 'client.test', '--from', 'sender@remote.test', ...args], { timeout: 30_000 }, (error, stdout, stderr) => {
-      const code = error ? (error as { code?: unknown }).code : 0;
-      if (typeof code !== 'number') reject(new Error(`swaks did not run: ${error?.message}\n${stderr}`));
-      else resolve({ code, output: stdout + stderr });
-    });
-  });
-}
-
 let serial = 0;
-
-/** swaks ends DATA with CRLF . CRLF after the file's bytes, so the file leaves out the message's final CRLF. */
-async function writeForSwaks(file: string, bytes: Buffer): Promise<string> {
-  assert.ok(bytes.subarray(-2).equals(Buffer.from('\r\n')), 'a message ends with CRLF');
-  await writeFile(file, bytes.subarray(0, -2));
-  return file;
-}
 
 /** A message with the headers Postfix would otherwise add, 8-bit text, dot lines and a long line; CRLF. */
 function message(to: string, note: string): Buffer {

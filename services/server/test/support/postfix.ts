@@ -6,6 +6,7 @@
  * runs as root and drops to the `postfix` user, as Debian installs it.
  */
 import { execFile } from 'node:child_process';
+import assert from 'node:assert/strict';
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -164,3 +165,27 @@ export async function startPostfix(options: PostfixOptions): Promise<Postfix> {
     },
   };
 }
+
+/** swaks from Debian, submitting as `sender@remote.test` from `client.test`. */
+export interface Swaks {
+  readonly code: number;
+  readonly output: string;
+}
+
+export function swaks(args: readonly string[]): Promise<Swaks> {
+  return new Promise((resolve, reject) => {
+    execFile('swaks', ['--helo', 'client.test', '--from', 'sender@remote.test', ...args], { timeout: 30_000 }, (error, stdout, stderr) => {
+      const code = error ? (error as { code?: unknown }).code : 0;
+      if (typeof code !== 'number') reject(new Error(`swaks did not run: ${error?.message}\n${stderr}`));
+      else resolve({ code, output: stdout + stderr });
+    });
+  });
+}
+
+/** swaks ends DATA with CRLF . CRLF after the file's bytes, so the file leaves out the message's final CRLF. */
+export async function writeForSwaks(file: string, bytes: Buffer): Promise<string> {
+  assert.ok(bytes.subarray(-2).equals(Buffer.from('\r\n')), 'a message ends with CRLF');
+  await writeFile(file, bytes.subarray(0, -2));
+  return file;
+}
+
