@@ -33,7 +33,7 @@ export { S3MailStore, S3Maildrop, objectKey, parseObjectKey, TOP_FIRST_RANGE, ty
 export { Sweeper, type SweepLoopHandlers, type SweepReport, type SweeperOptions } from './sweeper.js';
 export { rebuildIndex, type RebuildReport } from './rebuild.js';
 export { SCRIPTS, type ScriptDefinition, type ScriptName } from './scripts.js';
-export { Spool } from './spool.js';
+export { Spool, removeStaleSpoolFiles } from './spool.js';
 
 export interface ClusterBackendOptions {
   /** Latency of every S3 request and Redis round trip (telemetry `Metrics.backendDuration`). */

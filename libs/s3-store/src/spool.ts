@@ -5,10 +5,38 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+
+const SPOOL_FILE = 'postern-spool-';
+
+/**
+ * Removes spool files older than `olderThanMs` left in `dir` by a process that died mid-delivery
+ * (a live delivery never lasts that long). Returns how many were removed; errors are ignored.
+ */
+export async function removeStaleSpoolFiles(dir: string, olderThanMs: number, now = Date.now()): Promise<number> {
+  let removed = 0;
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return 0;
+  }
+  for (const name of names) {
+    if (!name.startsWith(SPOOL_FILE)) continue;
+    const path = join(dir, name);
+    try {
+      if (now - (await stat(path)).mtimeMs < olderThanMs) continue;
+      await unlink(path);
+      removed++;
+    } catch {
+      // gone already, or not ours to remove
+    }
+  }
+  return removed;
+}
 
 export class Spool {
   readonly #limit: number;
@@ -38,7 +66,7 @@ export class Spool {
       return;
     }
     if (this.#file === null) {
-      this.#path = join(this.#dir, `postern-spool-${randomUUID()}`);
+      this.#path = join(this.#dir, `${SPOOL_FILE}${randomUUID()}`);
       this.#file = await open(this.#path, 'wx', 0o600);
       const held = Buffer.concat(this.#parts, this.#memory);
       this.#parts = [];

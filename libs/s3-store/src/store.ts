@@ -24,7 +24,7 @@ import {
 import { RedisLease } from './locks.js';
 import type { CommitOutcome, RedisIndex } from './redis.js';
 import type { S3Objects } from './s3.js';
-import { Spool } from './spool.js';
+import { Spool, removeStaleSpoolFiles } from './spool.js';
 
 /** First byte range TOP asks for; each further range is four times larger (up to 4 MiB). */
 export const TOP_FIRST_RANGE = 64 * 1024;
@@ -106,6 +106,8 @@ export class S3MailStore implements MailStore {
     this.readStallTimeoutMs = options.readStallTimeoutMs ?? 10_000;
     this.#spoolMemoryBytes = options.spoolMemoryBytes ?? 256 * 1024;
     this.#spoolDir = options.spoolDir;
+    // Files a crashed process left mid-delivery; a day is far beyond any delivery.
+    if (this.#spoolDir !== undefined) void removeStaleSpoolFiles(this.#spoolDir, 24 * 3_600_000);
     this.#maxIndexDelayMs = (options.sweepGraceMs ?? 3_600_000) / 2;
     this.#onDeleteError = options.onDeleteError;
   }
