@@ -90,6 +90,18 @@ export class Metrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
+  readonly sweepRuns = new client.Counter({
+    name: `${NS}_sweep_runs_total`,
+    help: 'Store sweeper passes (delivery workers, STORE=s3), by result (ok, error).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly sweepObjects = new client.Counter({
+    name: `${NS}_sweep_objects_total`,
+    help: 'Objects handled by the store sweeper: pending_deleted (committed deletions finished), pending_failed (left for the next pass), orphan_deleted.',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
   readonly authThrottled = new client.Counter({
     name: `${NS}_auth_throttled_total`,
     help: 'Logins refused by the brute-force throttle without verifying, by reason: too many failures from the client address (ip) or for the account (user).',

@@ -153,8 +153,17 @@ async function openCluster(
       if (config.SWEEP_INTERVAL_S === 0 || sweeping) return;
       sweeping = true;
       sweeper.start(config.SWEEP_INTERVAL_S * 1000, {
-        onReport: (report) => logger.info({ ...report }, 'store sweep finished'),
-        onError: (e) => logger.warn({ err: (e as Error).message }, 'store sweep failed; retrying next interval'),
+        onReport: (report) => {
+          metrics.sweepRuns.inc({ result: 'ok' });
+          metrics.sweepObjects.inc({ result: 'pending_deleted' }, report.pendingDeleted);
+          metrics.sweepObjects.inc({ result: 'pending_failed' }, report.pendingFailed);
+          metrics.sweepObjects.inc({ result: 'orphan_deleted' }, report.orphansDeleted);
+          logger.info({ ...report }, 'store sweep finished');
+        },
+        onError: (e) => {
+          metrics.sweepRuns.inc({ result: 'error' });
+          logger.warn({ err: (e as Error).message }, 'store sweep failed; retrying next interval');
+        },
       });
     },
     sweepOnce: async () => ({ ...(await sweeper.runOnce()) }),

@@ -387,6 +387,10 @@ for (const mode of ['standalone', 'cluster', 'sentinel'] as const) {
       assert.match(await client.command(`DELE ${n}`), /^\+OK/);
       assert.match(await client.quit(), /^\+OK/);
       await pollUntil('deleted objects gone from the bucket', 10_000, async () => ((await objectCount(s3)) === before ? true : undefined));
+      // The worker's sweeper runs every SWEEP_INTERVAL_S and says so on /metrics.
+      const metrics = await (await fetch(`http://127.0.0.1:${worker.adminPort}/metrics`)).text();
+      const runs = /^postern_sweep_runs_total\{result="ok"\} (\d+)/m.exec(metrics);
+      assert.ok(runs && Number(runs[1]) > 0, 'no successful sweeper pass on the delivery worker');
     });
   });
 }
