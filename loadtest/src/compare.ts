@@ -269,6 +269,7 @@ const ROWS: Row[] = [
   },
   { label: 'server cores busy', better: '', get: (f) => f.sessions.server?.cores ?? null, digits: 2 },
   { label: 'load generator cores', better: '', get: (f) => f.sessions.clientCores, digits: 2 },
+  { label: 'load generator CPU ms/session', better: '', get: (f) => f.sessions.clientCpuMsPerSession, digits: 2 },
   { label: 'peak RSS MB (sessions)', better: 'lower', get: (f) => (f.sessions.server === null ? null : f.sessions.server.peakRssBytes / 1e6), digits: 1 },
   { label: 'idle sessions held', better: '', get: (f) => f.idle.held, digits: 0 },
   { label: 'idle: RSS before MB', better: 'lower', get: (f) => (f.idle.memoryBefore === null ? null : f.idle.memoryBefore.rssBytes / 1e6), digits: 1 },

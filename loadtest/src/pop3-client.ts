@@ -136,10 +136,13 @@ export class MultilineDecoder {
   private state = S_LINE_START;
   private readonly pieces: Buffer[] | null;
   private readonly onChunk: ((chunk: Buffer) => void) | undefined;
+  private readonly copyKept: boolean;
 
-  constructor(sink: BodySink = { keep: false }) {
+  /** `copyKept`: the input buffers are reused after `push` returns, so kept pieces are copied. */
+  constructor(sink: BodySink = { keep: false }, copyKept = false) {
     this.pieces = sink.keep ? [] : null;
     this.onChunk = sink.onChunk;
+    this.copyKept = copyKept;
   }
 
   get done(): boolean {
@@ -221,7 +224,7 @@ export class MultilineDecoder {
     this.octets += end - start;
     if (this.pieces === null && this.onChunk === undefined) return;
     const piece = start === 0 && end === buf.length ? buf : buf.subarray(start, end);
-    this.pieces?.push(piece);
+    this.pieces?.push(this.copyKept ? Buffer.from(piece) : piece);
     this.onChunk?.(piece);
   }
 }
@@ -267,7 +270,11 @@ export class ReplyReader {
   private pendingReply: Pop3Reply | null = null;
   private stopped = false;
 
-  constructor(private readonly handler: ReplyReaderHandler) {}
+  /** `transientChunks`: pushed buffers are reused by the caller afterwards (see MultilineDecoder). */
+  constructor(
+    private readonly handler: ReplyReaderHandler,
+    private readonly transientChunks = false,
+  ) {}
 
   push(chunk: Buffer): void {
     if (this.stopped) {
@@ -320,7 +327,7 @@ export class ReplyReader {
         continue;
       }
       if (parsed.ok && exp.multiline) {
-        this.decoder = new MultilineDecoder(exp.sink ?? { keep: false });
+        this.decoder = new MultilineDecoder(exp.sink ?? { keep: false }, this.transientChunks);
         this.pendingReply = parsed;
         continue;
       }
@@ -372,8 +379,18 @@ export interface Pop3ConnectOptions {
   pipelining?: boolean;
   /** Default true: small replies should not wait for Nagle. */
   noDelay?: boolean;
+  /**
+   * Read into one buffer shared by the process's clients instead of a fresh buffer per read
+   * (net's `onread`): no allocation and less garbage per read. Pieces given to `onChunk` are then
+   * valid only during the call (kept bodies are copied). Plain TCP only; ignored with TLS or STLS.
+   * Default false.
+   */
+  reuseReadBuffer?: boolean;
   signal?: AbortSignal;
 }
+
+/** The read buffer of clients with `reuseReadBuffer` (replies are parsed synchronously). */
+let sharedReadBuffer: Buffer | null = null;
 
 export interface Pop3Stat {
   count: number;
@@ -464,8 +481,11 @@ export class Pop3Client {
     this.fail(new Pop3Error('aborted', 'aborted by caller', { cause: this.signal?.reason }));
   };
 
-  private constructor(socket: net.Socket, opts: Pop3ConnectOptions, secure: boolean) {
+  private readonly transientChunks: boolean;
+
+  private constructor(socket: net.Socket, opts: Pop3ConnectOptions, secure: boolean, transientChunks = false) {
     this.socket = socket;
+    this.transientChunks = transientChunks;
     this.host = opts.host;
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.pipelining = opts.pipelining ?? false;
@@ -486,11 +506,26 @@ export class Pop3Client {
       throw new Pop3Error('invalid-argument', 'tls (implicit) and starttls exclude each other');
     }
     const noDelay = opts.noDelay ?? true;
-    const socket =
-      opts.tls !== undefined && opts.tls !== false
-        ? tls.connect({ host: opts.host, port: opts.port, ...tlsOptions(opts.tls) })
+    const implicitTls = opts.tls !== undefined && opts.tls !== false;
+    const reuse = opts.reuseReadBuffer === true && !implicitTls && (opts.starttls === undefined || opts.starttls === false);
+    let client: Pop3Client | undefined;
+    const socket = implicitTls
+      ? tls.connect({ host: opts.host, port: opts.port, ...tlsOptions(opts.tls) })
+      : reuse
+        ? net.connect({
+            host: opts.host,
+            port: opts.port,
+            noDelay,
+            onread: {
+              buffer: (sharedReadBuffer ??= Buffer.allocUnsafe(64 * 1024)),
+              callback: (n) => {
+                client?.onData((sharedReadBuffer as Buffer).subarray(0, n));
+                return true;
+              },
+            },
+          })
         : net.connect({ host: opts.host, port: opts.port, noDelay });
-    const client = new Pop3Client(socket, opts, opts.tls !== undefined && opts.tls !== false);
+    client = new Pop3Client(socket, opts, implicitTls, reuse);
     let greeting: ReplyEvent;
     try {
       greeting = await client.enqueue({ data: null, label: null, multiline: false, sink: null, barrier: true });
@@ -736,6 +771,7 @@ export class Pop3Client {
 
   /** Closes the connection at once; awaited replies fail with `closed`. */
   destroy(): void {
+    if (this.closed && this.queue.length === 0) return; // after QUIT: nothing awaits, nothing to close
     this.fail(new Pop3Error('closed', 'connection destroyed by client'));
   }
 
@@ -800,16 +836,20 @@ export class Pop3Client {
   }
 
   private newReader(): ReplyReader {
-    return new ReplyReader({
-      current: () => this.queue[0],
-      complete: (event) => {
-        const p = this.queue.shift() as Pending;
-        this.armTimer();
-        p.resolve(event);
-        this.pump();
+    return new ReplyReader(
+      {
+        current: () => this.queue[0],
+        complete: (event) => {
+          const p = this.queue.shift() as Pending;
+          this.armTimer();
+          p.resolve(event);
+          this.pump();
+        },
       },
-    });
+      this.transientChunks,
+    );
   }
+
 
   private readonly onData = (chunk: Buffer): void => {
     try {

@@ -364,7 +364,9 @@ describe('Pop3Client against a scripted server', () => {
   after(async () => {
     await Promise.all(servers.map((s) => s.close()));
   });
-  async function connect(opts: { pipelining?: boolean; timeoutMs?: number; respond?: Responder; greeting?: string } = {}) {
+  async function connect(
+    opts: { pipelining?: boolean; timeoutMs?: number; respond?: Responder; greeting?: string; reuseReadBuffer?: boolean } = {},
+  ) {
     const fake = await fakeServer(opts.respond ?? standardResponder(), opts.greeting);
     servers.push(fake);
     const client = await Pop3Client.connect({
@@ -372,6 +374,7 @@ describe('Pop3Client against a scripted server', () => {
       port: fake.port,
       pipelining: opts.pipelining,
       timeoutMs: opts.timeoutMs ?? 5_000,
+      reuseReadBuffer: opts.reuseReadBuffer,
     });
     return { fake, client };
   }
@@ -407,6 +410,25 @@ describe('Pop3Client against a scripted server', () => {
     assert.equal(bye.text, 'bye');
     assert.ok(client.isClosed);
     assert.deepEqual(fake.received.slice(0, 3), ['CAPA', 'USER u', 'PASS right']);
+  });
+
+  it('with one read buffer for all clients, kept bodies and lists stay intact', async () => {
+    const sessions = await Promise.all([connect({ pipelining: true, reuseReadBuffer: true }), connect({ reuseReadBuffer: true })]);
+    const results = await Promise.all(
+      sessions.map(async ({ client }) => {
+        await client.login('u', 'right');
+        const uidl = await client.uidl();
+        const bodies = await Promise.all([1, 2, 3].map((n) => client.retr(n, { keepBody: true })));
+        const counted = await Promise.all([1, 2, 3].map((n) => client.retr(n)));
+        await client.quit();
+        return { uidl, bodies, counted };
+      }),
+    );
+    for (const r of results) {
+      assert.deepEqual(r.uidl, [1, 2, 3].map((n) => ({ msg: n, uid: `uid-${n}` })));
+      assert.deepEqual(r.bodies.map((b) => b.body?.toString('latin1')), MAILBOX);
+      assert.deepEqual(r.counted.map((c) => c.octets), MAILBOX.map((m) => m.length));
+    }
   });
 
   it('fails a command with the reply, response code and temporary flag', async () => {
