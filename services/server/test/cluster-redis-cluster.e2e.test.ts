@@ -1,0 +1,3 @@
+import { clusterSuite } from './support/cluster-suite.js';
+
+clusterSuite('cluster');
