@@ -22,6 +22,14 @@ async function deliver(lmtpPort: number, user: string, message: TestMessage): Pr
   assert.equal(result.data[0]?.code, 250, `delivery of ${message.id} to ${user}: ${codes.join(' / ')}`);
 }
 
+/** With a backend down, the delivery worker answers the recipient with a 4xx (the MTA retries). */
+async function assertDeferred(lmtpPort: number, user: string, message: TestMessage): Promise<void> {
+  const result = await lmtpSend(lmtpPort, 'sender@example.com', [address(user)], message.delivered);
+  const reply = result.data[0] ?? result.rcpt[0];
+  assert.ok(reply && reply.code >= 400 && reply.code < 500, `delivery with a backend down: ${JSON.stringify(result)}`);
+  assert.match(reply.text, /^4\.\d+\.\d+/);
+}
+
 async function login(port: number, user: string): Promise<Pop3Client> {
   const client = await Pop3Client.connect(port);
   await client.login(user, PASSWORD);
@@ -240,6 +248,8 @@ export function clusterSuite(mode: RedisMode): void {
           await refused.command('USER fay');
           assert.match(await refused.command(`PASS ${PASSWORD}`), /^-ERR \[SYS\/TEMP\]/);
           refused.destroy();
+          // The MTA is told to retry later; nothing is acknowledged that is not indexed.
+          await assertDeferred(worker.lmtpPort, 'fay', simpleMessage('r-deferred'));
         } finally {
           await backend.restartable?.start();
         }
@@ -300,6 +310,7 @@ export function clusterSuite(mode: RedisMode): void {
         client.write('RETR 1\r\n');
         assert.match(await client.line(), /^-ERR \[SYS\/TEMP\]/);
         assert.match(await client.quit(), /^\+OK/);
+        await assertDeferred(worker.lmtpPort, 'gus', simpleMessage('o-deferred'));
         await s3.proc.start();
         s3Back = true;
       } finally {
