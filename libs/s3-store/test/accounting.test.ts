@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import fc from 'fast-check';
 import { StoreError, type MailboxRef } from '@postern/mailstore';
 import { Sweeper } from '../src/index.js';
 import { collect, objectKeys, text } from './lease-suite.js';
@@ -17,16 +18,11 @@ before(async () => {
 });
 after(() => stopBackends(backends));
 
-/** Small deterministic PRNG, so a failure can be replayed from the printed seed. */
+/** Uniform draws in [0, 1) from a seed (fast-check's generator), so a failure can be replayed. */
 function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const draws = fc.sample(fc.noBias(fc.integer({ min: 0, max: 2 ** 30 - 1 })), { seed, numRuns: 10_000 }).map((n) => n / 2 ** 30);
+  let i = 0;
+  return () => draws[i++ % draws.length] as number;
 }
 
 test('delivered minus committed-deleted equals what is listed, message by message', async (t) => {
