@@ -58,3 +58,13 @@ if ! vgw_found; then
   echo "installing: versitygw v1.7.0 into $gobin"
   GOBIN="$gobin" go install github.com/versity/versitygw/cmd/versitygw@v1.7.0
 fi
+# helm (Apache-2.0; services/server/test/helm.test.ts lints and renders the chart) is not a Debian
+# package: built from source with Go like versitygw, looked for in the same places.
+helm_at=""
+for d in "${vgw_dirs[@]}"; do [ -n "$d" ] && [ -x "$d/helm" ] && helm_at="$d/helm"; done
+if ! have helm && [ -z "$helm_at" ]; then
+  have go || { echo "helm is missing and Go is not installed (needed: go install helm.sh/helm/v3/cmd/helm@v3.19.0)" >&2; exit 1; }
+  gobin="${GOBIN:-$([ "$(id -u)" -eq 0 ] && echo /usr/local/bin || echo "$HOME/go/bin")}"
+  echo "installing: helm v3.19.0 into $gobin"
+  GOBIN="$gobin" go install helm.sh/helm/v3/cmd/helm@v3.19.0
+fi
