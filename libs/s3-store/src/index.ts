@@ -74,6 +74,9 @@ export function createClusterBackends(settings: ClusterSettings, options: Cluste
   const index = new RedisIndex(redis, {
     keyPrefix: settings.redis.keyPrefix,
     roundTrips,
+    // Scripts arriving in the last fifth of the command timeout, or later, change nothing: by then
+    // the caller may have given up and answered its client.
+    lateAfterMs: Math.floor(settings.redis.commandTimeoutMs * 0.8),
     ...(options.timer ? { timer: options.timer } : {}),
   });
   const s3Client = createS3Client(settings.s3, options.credentials);

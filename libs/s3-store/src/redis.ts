@@ -96,6 +96,11 @@ export interface RedisIndexOptions {
   readonly timer?: OperationTimer;
   /** Shared counter (the lock manager and the store count into the same one). */
   readonly roundTrips?: RoundTrips;
+  /**
+   * How long the caller waits for a state-changing script (the Redis command timeout), ms: a
+   * script that reaches Redis later (resent after a reconnect) changes nothing. 0: no deadline.
+   */
+  readonly lateAfterMs?: number;
   /** How long a commit's outcome stays answerable to a retry, ms. */
   readonly commitMemoryMs?: number;
 }
@@ -125,6 +130,7 @@ export class RedisIndex {
   readonly roundTrips: RoundTrips;
   readonly #timer: OperationTimer | undefined;
   readonly #commitMemoryMs: number;
+  readonly #lateAfterMs: number;
 
   constructor(client: RedisClient, options: RedisIndexOptions = {}) {
     this.client = client;
@@ -132,6 +138,7 @@ export class RedisIndex {
     this.roundTrips = options.roundTrips ?? new RoundTrips();
     this.#timer = options.timer;
     this.#commitMemoryMs = options.commitMemoryMs ?? 10 * 60_000;
+    this.#lateAfterMs = options.lateAfterMs ?? 0;
     for (const [name, script] of Object.entries(SCRIPTS)) {
       // defineCommand is idempotent per client; two RedisIndex on one client share the scripts.
       if (typeof (client as unknown as Record<string, unknown>)[name] !== 'function') client.defineCommand(name, script);
@@ -173,11 +180,19 @@ export class RedisIndex {
   /** Take the lock and read the listing in one round trip; null when someone else holds it. */
   async acquire(mailboxId: string, token: string, ttlMs: number): Promise<{ fence: number; messages: MessageMeta[] } | null> {
     const k = this.keys(mailboxId);
-    const reply = (await this.#run('acquire', () => this.#script('posternAcquire')(k.lock, k.tot, k.idx, token, ttlMs))) as
+    const deadline = this.#deadline();
+    const reply = (await this.#run('acquire', () => this.#script('posternAcquire')(k.lock, k.tot, k.idx, token, ttlMs, deadline))) as
       | [number, string[]]
+      | -1
       | null;
+    if (reply === -1) throw late('acquire');
     if (reply === null) return null;
     return { fence: Number(reply[0]), messages: toListing(reply[1]) };
+  }
+
+  /** Unix ms after which a state-changing script must not apply (0: never). */
+  #deadline(): number {
+    return this.#lateAfterMs > 0 ? Date.now() + this.#lateAfterMs : 0;
   }
 
   async renew(mailboxId: string, token: string, ttlMs: number): Promise<boolean> {
@@ -202,18 +217,22 @@ export class RedisIndex {
    */
   async commit(mailboxId: string, token: string, fence: number, ids: readonly string[]): Promise<CommitOutcome> {
     const k = this.keys(mailboxId);
+    const deadline = this.#deadline();
     const reply = await this.#run('commit', () =>
-      this.#script('posternCommit')(k.lock, k.tot, k.idx, k.pending, k.done, token, fence, this.#commitMemoryMs, ...ids),
+      this.#script('posternCommit')(k.lock, k.tot, k.idx, k.pending, k.done, token, fence, this.#commitMemoryMs, deadline, ...ids),
     );
+    if (reply === -1) throw late('commit');
     return reply === 1 ? 'applied' : reply === 2 ? 'already-applied' : 'lock-lost';
   }
 
   /** Index a stored object; false when the quota does not allow it (nothing changed). */
   async index(mailboxId: string, id: string, size: number, quota: Quota | undefined): Promise<boolean> {
     const k = this.keys(mailboxId);
+    const deadline = this.#deadline();
     const reply = await this.#run('index', () =>
-      this.#script('posternIndex')(k.idx, k.tot, id, size, quota?.maxOctets ?? 0, quota?.maxMessages ?? 0),
+      this.#script('posternIndex')(k.idx, k.tot, id, size, quota?.maxOctets ?? 0, quota?.maxMessages ?? 0, deadline),
     );
+    if (reply === -1) throw late('index');
     return reply === 1;
   }
 
@@ -298,4 +317,9 @@ export class RedisIndex {
       this.client.disconnect();
     }
   }
+}
+
+/** A script that reached Redis after its caller stopped waiting; it changed nothing. */
+function late(operation: string): StoreError {
+  return new StoreError('backend', `redis ${operation} arrived after its deadline; nothing changed`, { temporary: true });
 }

@@ -14,6 +14,20 @@
  * retried after a timeout) cannot apply twice.
  */
 
+/**
+ * Late-arrival guard: a script queued while Redis was unreachable (ioredis resends after a
+ * reconnect) may reach Redis after the caller gave up and answered its client (`451`, `-ERR
+ * [SYS/TEMP]`). Such a script must change nothing, or a delivery the MTA will retry would be
+ * indexed anyway, and a QUIT the client saw fail would still delete. The caller passes the time
+ * (ms, Unix) after which it no longer waits; 0 means no deadline. Clocks of the gateways and
+ * Redis are assumed to agree to well within a command timeout (NTP).
+ */
+const LATE = (arg: string): string => `
+if tonumber(${arg}) > 0 then
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(${arg}) then return -1 end
+end`;
+
 export interface ScriptDefinition {
   readonly numberOfKeys: number;
   readonly lua: string;
@@ -21,13 +35,13 @@ export interface ScriptDefinition {
 
 /**
  * Take the maildrop lock and return the index snapshot in the same round trip.
- * KEYS: lock, tot, idx. ARGV: token, ttl ms.
- * Returns nil when someone else holds the lock, else { fence, { id, size, id, size, ... } }.
+ * KEYS: lock, tot, idx. ARGV: token, ttl ms, deadline (see LATE).
+ * Returns -1 past the deadline, nil when someone else holds the lock, else { fence, { id, size, id, size, ... } }.
  * Re-sent with a token that already holds the lock (reconnect), it answers the same way again.
  */
 export const ACQUIRE: ScriptDefinition = {
   numberOfKeys: 3,
-  lua: `
+  lua: `${LATE('ARGV[3]')}
 local holder = redis.call('GET', KEYS[1])
 local fence
 if holder == false then
@@ -70,10 +84,10 @@ return 0
 /**
  * QUIT: check the lease, move the DELE'd ids from the index to the pending set, adjust the
  * totals and release the lock, atomically.
- * KEYS: lock, tot, idx, pending, done. ARGV: token, fence, done ttl ms, ids...
+ * KEYS: lock, tot, idx, pending, done. ARGV: token, fence, done ttl ms, deadline (see LATE), ids...
  * An empty token means an unfenced commit (a lease from another lock manager): no lock checks.
  * Returns 1 when applied, 2 when this token's commit was applied before (a retry), 0 when the
- * lock or the fence is not ours (nothing changed).
+ * lock or the fence is not ours (nothing changed), -1 past the deadline (nothing changed).
  */
 export const COMMIT: ScriptDefinition = {
   numberOfKeys: 5,
@@ -86,9 +100,10 @@ if fenced then
   end
   if tonumber(redis.call('HGET', KEYS[2], 'fence')) ~= tonumber(ARGV[2]) then return 0 end
 end
+${LATE('ARGV[4]')}
 local n = 0
 local octets = 0
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   local size = redis.call('HGET', KEYS[3], ARGV[i])
   if size then
     redis.call('HDEL', KEYS[3], ARGV[i])
@@ -111,13 +126,15 @@ return 1
 
 /**
  * Delivery: index one stored object, checking the quota atomically.
- * KEYS: idx, tot. ARGV: id, size, max octets (0: none), max messages (0: none).
- * Returns 1 when indexed (or already indexed: a retry), 0 when over quota (nothing changed).
+ * KEYS: idx, tot. ARGV: id, size, max octets (0: none), max messages (0: none), deadline (see LATE).
+ * Returns 1 when indexed (or already indexed: a retry), 0 when over quota (nothing changed), -1
+ * past the deadline (nothing changed).
  */
 export const INDEX: ScriptDefinition = {
   numberOfKeys: 2,
   lua: `
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 1 end
+${LATE('ARGV[5]')}
 local count = tonumber(redis.call('HGET', KEYS[2], 'count') or '0')
 local octets = tonumber(redis.call('HGET', KEYS[2], 'octets') or '0')
 local size = tonumber(ARGV[2])
