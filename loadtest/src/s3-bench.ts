@@ -311,17 +311,7 @@ async function startCluster(dir: string, passwdFile: string, o: S3BenchOptions):
   try {
     const redis = await startRedis();
     stops.push(() => redis.stop());
-    // versitygw closes every connection after one response unless told otherwise (VGW_KEEP_ALIVE,
-    // read from its environment, which it inherits from ours); S3 services keep connections open.
-    const saved = process.env.VGW_KEEP_ALIVE;
-    process.env.VGW_KEEP_ALIVE = String(o.s3KeepAlive);
-    let s3: S3Server;
-    try {
-      s3 = await startS3({ bucket: 'postern-bench' });
-    } finally {
-      if (saved === undefined) delete process.env.VGW_KEEP_ALIVE;
-      else process.env.VGW_KEEP_ALIVE = saved;
-    }
+    const s3 = await startS3({ bucket: 'postern-bench', keepAlive: o.s3KeepAlive });
     stops.push(() => s3.stop());
     const [pop3Port, lmtpPort, adminPort, deliveryAdmin] = [await freePort(), await freePort(), await freePort(), await freePort()];
     const shared: Record<string, string> = {

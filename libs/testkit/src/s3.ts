@@ -24,11 +24,17 @@ export function versitygwArgs(port: number, dir: string): string[] {
 }
 
 /** The single root account, passed by environment so the secret is not on the command line. */
-export function versitygwEnv(c: Pick<S3Connection, 'accessKeyId' | 'secretAccessKey'>): Record<string, string> {
-  return { ROOT_ACCESS_KEY_ID: c.accessKeyId, ROOT_SECRET_ACCESS_KEY: c.secretAccessKey };
+/**
+ * versitygw's credentials, and keep-alive: without VGW_KEEP_ALIVE it closes every connection
+ * after one response, unlike S3 services, which would make every request pay a TCP handshake.
+ */
+export function versitygwEnv(c: Pick<S3Connection, 'accessKeyId' | 'secretAccessKey'>, keepAlive = true): Record<string, string> {
+  return { ROOT_ACCESS_KEY_ID: c.accessKeyId, ROOT_SECRET_ACCESS_KEY: c.secretAccessKey, VGW_KEEP_ALIVE: String(keepAlive) };
 }
 
 export interface S3Options {
+  /** Keep client connections open between requests (default true, as S3 services do). */
+  readonly keepAlive?: boolean;
   readonly bucket?: string;
 }
 
@@ -106,7 +112,7 @@ export async function startS3(options: S3Options = {}): Promise<S3Server> {
       name: 'versitygw',
       program,
       args: versitygwArgs(port, dir),
-      env: versitygwEnv(conn),
+      env: versitygwEnv(conn, options.keepAlive ?? true),
       port,
       cwd: dir,
     });
