@@ -114,7 +114,7 @@ async function openCluster(
       },
     },
     {
-      timer: metrics.storeDuration,
+      timer: metrics.backendDuration,
       onLeaseLost: (key, reason) => logger.warn({ key, reason }, 'maildrop lease lost'),
       onRedisError: (e) => logger.warn({ err: e.message }, 'redis connection error'),
       onDeleteError: (mailboxId, e) =>
