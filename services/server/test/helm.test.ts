@@ -9,9 +9,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, test } from 'node:test';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { after, before, describe, test } from 'node:test';
+import { ManagedProcess, freePort, pollUntil, startRedis, startS3, type RedisServer, type S3Server } from '@postern/testkit';
 import { parseAllDocuments } from 'yaml';
 import { loadServerConfig, serverSchema } from '../src/config.js';
+import { Pop3Client } from './support/pop3-client.js';
+import { sharedTls } from './support/tls.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CHART = join(ROOT, 'helm/postern');
@@ -187,5 +192,66 @@ describe('helm chart', () => {
     assert.match(renderFails('--set', 'terminationGracePeriodSeconds=30'), /terminationGracePeriodSeconds \(30\) must exceed .*\(35\)/);
     // The single node with the cluster store passes the same checks.
     assert.match(renderFails('--set', 'config.STORE=s3', '--set', 'config.REDIS_URL=redis://r:6379'), /config\.S3_BUCKET: required when STORE=s3/);
+  });
+});
+
+describe('the rendered cluster environment runs', () => {
+  let redis: RedisServer;
+  let s3: S3Server;
+  let dir: string;
+  before(async () => {
+    [redis, s3] = await Promise.all([startRedis(), startS3()]);
+    dir = await mkdtemp(join(tmpdir(), 'postern-helm-'));
+  });
+  after(async () => {
+    await Promise.all([redis?.stop(), s3?.stop()]);
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test('gateway and delivery started with the chart\'s env get ready, serve, and drain on SIGTERM', { timeout: 120_000 }, async () => {
+    const objs = render(
+      ...['--set', 'mode=cluster', '--set', 'passwdFile.existingSecret=pw', '--set', 'tls.existingSecret=tls', '--set', 'secrets.s3.existingSecret=s3'],
+      ...['--set-string', `config.S3_BUCKET=${s3.bucket},config.S3_ENDPOINT=${s3.endpoint},config.S3_FORCE_PATH_STYLE=true,config.REDIS_URL=${redis.url}`],
+      ...['--set-string', 'config.LOG_LEVEL=info,config.AUTH_FAILURE_DELAY_MS=0'],
+    );
+    const tls = await sharedTls();
+    await writeFile(join(dir, 'passwd'), 'alice:{PLAIN}alice-secret\n', { mode: 0o600 });
+    const procs: ManagedProcess[] = [];
+    try {
+      for (const d of deployments(objs)) {
+        const role = container(d).args[0] as string;
+        // The pod's paths and ports, moved to this machine: a private directory, loopback ports.
+        const env = envOf(d);
+        Object.assign(env, { DATA_DIR: join(dir, role), PASSWD_FILE: join(dir, 'passwd'), TLS_CERT: tls.cert, TLS_KEY: tls.key });
+        env.AWS_ACCESS_KEY_ID = s3.accessKeyId;
+        env.AWS_SECRET_ACCESS_KEY = s3.secretAccessKey;
+        for (const [k, v] of Object.entries(env)) if (k.endsWith('_LISTEN') && v.startsWith('0.0.0.0:')) env[k] = `127.0.0.1:${await freePort()}`;
+        const adminPort = Number(env.ADMIN_LISTEN?.split(':')[1]);
+        const proc = await ManagedProcess.start({
+          name: `helm-${role}`,
+          program: process.execPath,
+          args: ['--conditions=development', '--import', 'tsx', join(ROOT, 'services/server/src/main.ts'), role],
+          cwd: ROOT,
+          env,
+          port: adminPort,
+          readyTimeoutMs: 60_000,
+        });
+        procs.push(proc);
+        await pollUntil(`${role} /readyz`, 30_000, async () => ((await fetch(`http://127.0.0.1:${adminPort}/readyz`)).status === 200 ? true : undefined));
+        if (role === 'gateway') {
+          const pop3 = await Pop3Client.connect(Number(env.POP3_LISTEN?.split(':')[1]));
+          assert.match(pop3.greeting, /^\+OK/);
+          await pop3.login('alice', 'alice-secret');
+          assert.match(await pop3.command('STAT'), /^\+OK 0 0/);
+          await pop3.quit();
+          // SIGTERM alone drains and ends the process (no preStop hook needed for that).
+          const stopped = proc.waitForLine((l) => l.includes('"stopped"'), 30_000);
+          proc.signal('SIGTERM');
+          await stopped;
+        }
+      }
+    } finally {
+      for (const p of procs) await p.stop();
+    }
   });
 });
