@@ -202,19 +202,24 @@ export async function serveConnection(
       return null;
     }
     const size = opened.maildrop.messages[index]?.size ?? 0;
-    // Still corked: the status line, the first chunks and (for most messages) the terminator
-    // leave in one writev. When the socket buffer fills, flush and wait for it to drain.
+    // Still corked: the status line, the chunks and the terminator leave in one writev unless
+    // the message spans several chunks. When the socket buffer is full, flush and wait for it to
+    // drain before writing the next chunk, not before the terminator: a message that fills the
+    // buffer with its last chunk still goes out in one writev with its terminator (one write and
+    // one segment fewer for every message over the 16 kB high-water mark).
     io.write(bodyLines === null ? `+OK ${size} octets\r\n` : '+OK Top of message follows\r\n');
     const stuffer = new DotStuffer();
     let octets = 0;
+    let full = false;
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
-        octets += chunk.length;
-        if (!io.write(stuffer.push(chunk))) {
+        if (full) {
           uncork();
           await drained();
           io.cork();
         }
+        octets += chunk.length;
+        full = !io.write(stuffer.push(chunk));
       }
       io.write(stuffer.finish());
     } catch (e) {
