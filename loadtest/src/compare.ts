@@ -55,6 +55,12 @@ export interface CompareOptions {
   tuning: 'performance' | 'default';
   /** Reuse a tree made by mailgen (with accounts.txt and passwd) instead of generating one. */
   data: string | null;
+  /**
+   * Session workload rounds (default 1). Round 1 is the full measurement; each further round
+   * runs the session workload again on both servers, each started fresh, the order alternating,
+   * so that a change in the machine's other load hits both about alike. Optional for callers.
+   */
+  rounds?: number;
   keep: boolean;
   /** Progress and per-phase reports go here. */
   log: (text: string) => void;
@@ -71,6 +77,8 @@ export interface CompareResult {
   options: Omit<CompareOptions, 'log'>;
   dovecot: ServerFigures;
   ours: ServerFigures | null;
+  /** The session workload of every round (round 1 included), when ours ran. */
+  rounds: Array<{ dovecot: SessionResult; ours: SessionResult }>;
 }
 
 export interface RunningServer {
@@ -85,26 +93,9 @@ async function measure(
   accounts: Account[],
   o: CompareOptions,
 ): Promise<ServerFigures> {
-  o.log(`== ${name}: warm-up and ${o.concurrency} concurrent sessions for ${o.durationSeconds} s\n`);
-  let server = await start();
-  let sessions: SessionResult;
-  try {
-    const conn = { host: '127.0.0.1', port: server.port };
-    const warm = await runSessions({ ...conn, accounts, concurrency: Math.min(o.concurrency, accounts.length), sessions: accounts.length });
-    if (warm.sessionsFailed > 0) o.log(`warm-up: ${warm.sessionsFailed} sessions failed: ${JSON.stringify(warm.errors)}\n`);
-    sessions = await runSessions({
-      ...conn,
-      accounts,
-      concurrency: o.concurrency,
-      durationMs: o.durationSeconds * 1000,
-      serverPid: server.pid,
-    });
-    o.log(formatSessions(sessions));
-  } finally {
-    await server.stop();
-  }
+  const sessions = await sessionPhase(name, start, accounts, o);
   o.log(`== ${name}: ${o.idle} idle sessions on a fresh start\n`);
-  server = await start();
+  const server = await start();
   let idle: IdleResult;
   try {
     idle = await runIdle({
@@ -121,6 +112,28 @@ async function measure(
     await server.stop();
   }
   return { name, sessions, idle };
+}
+
+/** Start the server, warm up (one untimed session per account), run the session workload, stop. */
+async function sessionPhase(name: string, start: () => Promise<RunningServer>, accounts: Account[], o: CompareOptions): Promise<SessionResult> {
+  o.log(`== ${name}: warm-up and ${o.concurrency} concurrent sessions for ${o.durationSeconds} s\n`);
+  const server = await start();
+  try {
+    const conn = { host: '127.0.0.1', port: server.port };
+    const warm = await runSessions({ ...conn, accounts, concurrency: Math.min(o.concurrency, accounts.length), sessions: accounts.length });
+    if (warm.sessionsFailed > 0) o.log(`warm-up: ${warm.sessionsFailed} sessions failed: ${JSON.stringify(warm.errors)}\n`);
+    const sessions = await runSessions({
+      ...conn,
+      accounts,
+      concurrency: o.concurrency,
+      durationMs: o.durationSeconds * 1000,
+      serverPid: server.pid,
+    });
+    o.log(formatSessions(sessions));
+    return sessions;
+  } finally {
+    await server.stop();
+  }
 }
 
 /** Where the user ran the command: npm runs workspace scripts in the workspace, but records this. */
@@ -205,24 +218,21 @@ export async function compare(o: CompareOptions): Promise<CompareResult> {
 
     const dovecotWork = join(scratch, 'dovecot');
     mkdirSync(dovecotWork, { recursive: true });
-    const dovecot = await measure(
-      'dovecot',
-      async () => {
-        const dc = await startDovecot({
-          mailRoot: root,
-          passwdFile,
-          workDir: dovecotWork,
-          authCacheSize: o.authCacheSize,
-          tuning: o.tuning,
-          maxSessions: Math.max(2048, o.idle + 64),
-        });
-        return { port: dc.port, pid: dc.pid, stop: dc.stop };
-      },
-      accounts,
-      o,
-    );
+    const startDc = async (): Promise<RunningServer> => {
+      const dc = await startDovecot({
+        mailRoot: root,
+        passwdFile,
+        workDir: dovecotWork,
+        authCacheSize: o.authCacheSize,
+        tuning: o.tuning,
+        maxSessions: Math.max(2048, o.idle + 64),
+      });
+      return { port: dc.port, pid: dc.pid, stop: dc.stop };
+    };
+    const dovecot = await measure('dovecot', startDc, accounts, o);
 
     let ours: ServerFigures | null = null;
+    const rounds: CompareResult['rounds'] = [];
     if (o.ours !== null) {
       const dataDir = join(scratch, 'ours');
       mkdirSync(dataDir, { recursive: true });
@@ -233,10 +243,19 @@ export async function compare(o: CompareOptions): Promise<CompareResult> {
         PLAINTEXT_AUTH: 'always',
         LOG_LEVEL: 'warn',
       };
-      ours = await measure('ours', startOurs(o.ours, env, dataDir), accounts, o);
+      const startOwn = startOurs(o.ours, env, dataDir);
+      ours = await measure('ours', startOwn, accounts, o);
+      rounds.push({ dovecot: dovecot.sessions, ours: ours.sessions });
+      for (let r = 2; r <= (o.rounds ?? 1); r++) {
+        // Ours ran last: begin this round with it, so the order alternates.
+        const oursFirst = r % 2 === 0;
+        const first = await sessionPhase(`round ${r}: ${oursFirst ? 'ours' : 'dovecot'}`, oursFirst ? startOwn : startDc, accounts, o);
+        const second = await sessionPhase(`round ${r}: ${oursFirst ? 'dovecot' : 'ours'}`, oursFirst ? startDc : startOwn, accounts, o);
+        rounds.push(oursFirst ? { ours: first, dovecot: second } : { dovecot: first, ours: second });
+      }
     }
     const { log: _log, ...options } = o;
-    return { data: { root, users, messages, octets, crlfOctets }, options, dovecot, ours };
+    return { data: { root, users, messages, octets, crlfOctets }, options, dovecot, ours, rounds };
   } finally {
     if (o.keep) o.log(`kept ${scratch}\n`);
     else if (existsSync(scratch)) rmSync(scratch, { recursive: true, force: true });
@@ -302,12 +321,40 @@ export function formatTable(r: CompareResult): string {
     .join('\n');
   const o = r.options;
   return (
+    roundsText(r) +
     `\nData: ${r.data.users} users` +
     (r.data.messages >= 0 ? ` x ${r.data.messages} messages, ${(r.data.crlfOctets / 1e6).toFixed(1)} MB as served` : '') +
     `, ${o.crlf ? 'CRLF' : 'LF'} line ends on disk` +
     `; workload: ${o.concurrency} concurrent sessions for ${o.durationSeconds} s; ${o.idle} idle sessions; ` +
     `Dovecot tuning ${o.tuning}, auth_cache_size ${o.authCacheSize}\n\n${body}\n`
   );
+}
+
+const middle = (values: number[]): number => {
+  const v = [...values].sort((a, b) => a - b);
+  const k = Math.floor(v.length / 2);
+  return v.length % 2 === 1 ? (v[k] as number) : ((v[k - 1] as number) + (v[k] as number)) / 2;
+};
+
+/** With more than one round: each round's ours/dovecot, then their median and range. */
+function roundsText(r: CompareResult): string {
+  if (r.rounds.length < 2) return '';
+  const cpu = (s: SessionResult): number => (s.server === null || s.sessionsOk === 0 ? Number.NaN : (s.server.cpuSeconds * 1000) / s.sessionsOk);
+  const figures: Array<[string, (s: SessionResult) => number]> = [
+    ['sessions/s', (s) => s.sessionsPerSecond],
+    ['RETR MB/s', (s) => s.megabytesPerSecond],
+    ['server CPU ms/session', cpu],
+    ['load generator CPU ms/session', (s) => s.clientCpuMsPerSession],
+  ];
+  let out = '\nRounds (ours/dovecot; round 1 is the table below):\n';
+  r.rounds.forEach((round, i) => {
+    out += `  round ${i + 1}: ` + figures.map(([label, get]) => `${label} ${get(round.dovecot).toFixed(1)} / ${get(round.ours).toFixed(1)} = ${(get(round.ours) / get(round.dovecot)).toFixed(2)}`).join('; ') + '\n';
+  });
+  for (const [label, get] of figures) {
+    const ratios = r.rounds.map((round) => get(round.ours) / get(round.dovecot));
+    out += `  ${label} ours/dovecot over ${ratios.length} rounds: median ${middle(ratios).toFixed(2)} (${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)})\n`;
+  }
+  return out;
 }
 
 export const USAGE = `Usage: npm run bench:compare -w loadtest -- [options]
@@ -321,6 +368,8 @@ export const USAGE = `Usage: npm run bench:compare -w loadtest -- [options]
   --data DIR             use a tree made by mailgen.ts (DIR/passwd, DIR/accounts.txt) instead
   --concurrency C        concurrent sessions (default 16)
   --duration S           seconds of the session workload (default 10)
+  --rounds N             run the session workload N times on both servers, the order alternating,
+                         and print each round's ratios with their median and range (default 1)
   --idle N               idle sessions to hold (default 200)
   --auth-cache-size S    Dovecot auth_cache_size (default 0)
   --tuning T             Dovecot: performance (default) or default
@@ -351,6 +400,7 @@ async function main(): Promise<number> {
       'auth-cache-size': { type: 'string' },
       tuning: { type: 'string' },
       keep: { type: 'boolean' },
+      rounds: { type: 'string' },
     },
     strict: true,
   });
@@ -375,6 +425,7 @@ async function main(): Promise<number> {
     tuning,
     data: v.data ?? null,
     keep: v.keep === true,
+    rounds: intOption('rounds', v.rounds, 1, 1),
     log: (t) => (json ? process.stderr : process.stdout).write(t),
   });
   if (json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
