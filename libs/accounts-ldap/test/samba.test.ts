@@ -150,7 +150,7 @@ describe('LdapBackend against Samba AD', () => {
   it('a stopped DC: temporary within the deadline, then logins work again', async () => {
     const ldap = open({ timeoutMs: 800 });
     assert.ok((await ldap.verifyPassword({ username: 'alice', password: password('alice') })).ok);
-    ad.process.signal('SIGSTOP');
+    await ad.process.pause();
     try {
       const started = Date.now();
       assert.match(failure(await ldap.verifyPassword({ username: 'bob', password: password('bob') })), /^temporary: /);

@@ -260,7 +260,7 @@ describe('LdapBackend against slapd', () => {
   it('SIGSTOP on slapd: pooled logins fail temporary within the deadline, and work again after SIGCONT', async () => {
     const ldap = open({ timeoutMs: 700 });
     assert.ok((await ldap.verifyPassword({ username: 'alice', password: ALICE })).ok);
-    slapd.process.signal('SIGSTOP');
+    await slapd.process.pause();
     try {
       const started = Date.now();
       assert.match(failure(await ldap.verifyPassword({ username: 'alice', password: ALICE })), /^temporary: /);

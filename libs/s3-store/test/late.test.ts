@@ -8,7 +8,7 @@ import { makeRig, standaloneRedis, startBackends, stopBackends, type Backends, t
 
 /** Runs `action` while Redis is paused for `ms`, so whatever it sends arrives late. */
 async function whilePaused<T>(b: Backends, ms: number, action: () => Promise<T>): Promise<PromiseSettledResult<T>> {
-  b.redisServer.proc.signal('SIGSTOP');
+  await b.redisServer.proc.pause();
   const pending = action();
   const settled = Promise.allSettled([pending]).then(([r]) => r as PromiseSettledResult<T>);
   // Time passing is what is under test: the deadline is in the script's arguments.

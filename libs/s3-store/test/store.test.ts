@@ -36,6 +36,13 @@ async function withRig(fn: (rig: Rig) => Promise<void>, options: RigOptions = {}
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
+/**
+ * What "bounded" means for a 50 MB message: well under half of it live at any time. Socket and
+ * stream buffers vary with load (a loaded machine drains them later), so the bound leaves room
+ * for them; a store that held the message would be far past it.
+ */
+const BOUNDED = 25 * 1024 * 1024;
+
 function memoryInUse(): number {
   gc();
   const usage = process.memoryUsage();
@@ -472,7 +479,7 @@ describe('S3MailStore on standalone Redis', () => {
       peak = Math.max(peak, memoryInUse());
       assert.equal(size, big.canonicalLength);
       t.diagnostic(`deliver 50 MB: live memory grew by at most ${peak - baseline} octets`);
-      assert.ok(peak - baseline < 16 * 1024 * 1024, `delivery grew memory by ${peak - baseline} octets (peak at ${peakAt}; baseline ${baseline})`);
+      assert.ok(peak - baseline < BOUNDED, `delivery grew memory by ${peak - baseline} octets (peak at ${peakAt}; baseline ${baseline})`);
 
       const lease = await rig.locks.acquire(BOX.id);
       const drop = await rig.store.open(BOX, lease!);
@@ -490,7 +497,7 @@ describe('S3MailStore on standalone Redis', () => {
         assert.equal(length, big.canonicalLength);
         assert.equal(hash.digest('hex'), big.sha256);
         t.diagnostic(`read 50 MB: live memory grew by at most ${peak - baseline} octets`);
-        assert.ok(peak - baseline < 16 * 1024 * 1024, `reading grew memory by ${peak - baseline} octets`);
+        assert.ok(peak - baseline < BOUNDED, `reading grew memory by ${peak - baseline} octets`);
       } finally {
         await drop.close();
       }

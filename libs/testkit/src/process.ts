@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { delimiter, join } from 'node:path';
 
@@ -169,6 +170,37 @@ export class ManagedProcess {
   signal(signal: NodeJS.Signals): void {
     if (!this.child?.pid) throw new Error(`${this.options.name} is not running`);
     process.kill(this.child.pid, signal);
+  }
+
+  /**
+   * SIGSTOP, resolved once every thread of the process is stopped (state T in /proc), so a
+   * request sent afterwards cannot be served by a thread that had not stopped yet.
+   */
+  async pause(timeoutMs = 5_000): Promise<void> {
+    this.signal('SIGSTOP');
+    const pid = this.child?.pid;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      let running = 0;
+      try {
+        for (const task of await readdir(`/proc/${pid}/task`)) {
+          const stat = await readFile(`/proc/${pid}/task/${task}/stat`, 'utf8').catch(() => '');
+          // The state is the field after the parenthesised command name.
+          const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+          if (state !== '' && state !== 'T' && state !== 't') running++;
+        }
+      } catch {
+        return; // no /proc (not Linux): the signal is all we can do
+      }
+      if (running === 0) return;
+      if (Date.now() > deadline) throw new Error(`${this.options.name}: ${running} thread(s) still running ${timeoutMs} ms after SIGSTOP`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  /** SIGCONT after `pause()`. */
+  resume(): void {
+    this.signal('SIGCONT');
   }
 
   /** SIGTERM, then SIGKILL after `graceMs`; resolves when it has exited. */

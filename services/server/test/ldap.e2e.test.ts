@@ -92,7 +92,7 @@ describe('LDAP authentication end to end (AUTH=ldap,passwd-file)', () => {
   });
 
   it('a stopped directory: -ERR [SYS/TEMP] within the deadline, then logins work again', async () => {
-    slapd.process.signal('SIGSTOP');
+    await slapd.process.pause();
     try {
       const c = await Pop3Client.connect(srv.pop3Port);
       assert.match(await c.command('USER alice'), /^\+OK/);

@@ -221,7 +221,7 @@ export function clusterSuite(mode: RedisMode): void {
       for (const id of ['f1', 'f2']) await deliver(worker.lmtpPort, 'eve', simpleMessage(id));
       const stale = await login(g1.pop3Port, 'eve');
       assert.match(await stale.command('DELE 1'), /^\+OK/);
-      g1.proc.signal('SIGSTOP');
+      await g1.proc.pause();
       let fresh: Pop3Client;
       try {
         fresh = await loginWhenFree(g2.pop3Port, 'eve');
