@@ -218,10 +218,16 @@ export class S3MailStore implements MailStore {
   }
 }
 
+type Got = { body: Readable; length: number };
+
 export class S3Maildrop extends LeasedDrop {
   readonly messages: readonly MessageMeta[];
   readonly #store: S3MailStore;
   readonly #mailboxId: string;
+  /** The last message read whole (RETR), to spot a client downloading in order. */
+  #lastWhole = -2;
+  /** The next message's GET, started while the current one streams (sequential RETRs). */
+  #ahead: { readonly index: number; readonly got: Promise<Got> } | null = null;
 
   constructor(store: S3MailStore, mailboxId: string, messages: readonly MessageMeta[], lease: Lease) {
     super(lease);
@@ -235,10 +241,18 @@ export class S3Maildrop extends LeasedDrop {
     const key = this.#store.objectKey(this.#mailboxId, meta.uid);
     const s3 = this.#store.s3;
     if (options.bodyLines === null || meta.size <= TOP_FIRST_RANGE) {
-      const { body, length } = await s3.get(key, options.signal ? { signal: options.signal } : {});
+      const ahead = this.#takeAhead(index);
+      const { body, length } = await (ahead ?? s3.get(key, options.signal ? { signal: options.signal } : {}));
       if (length !== meta.size) {
         body.destroy();
         throw new StoreError('backend', `object ${key} has ${length} octets, the index says ${meta.size}`, { temporary: true });
+      }
+      if (options.bodyLines === null) {
+        // A client fetching in order (the common "download everything"): the next GET's round
+        // trip overlaps this transfer. Only from the second in-order RETR on, so a client that
+        // reads one message never costs an extra request.
+        if (index === this.#lastWhole + 1 && index + 1 < this.messages.length) this.#startAhead(index + 1);
+        this.#lastWhole = index;
       }
       return messageStream(body, { bodyLines: options.bodyLines, canonicalize: false, stallTimeoutMs: this.#store.readStallTimeoutMs });
     }
@@ -246,6 +260,38 @@ export class S3Maildrop extends LeasedDrop {
     const first = await s3.get(key, { range: [0, TOP_FIRST_RANGE - 1], ...(options.signal ? { signal: options.signal } : {}) });
     const source = Readable.from(ranges(s3, key, meta.size, first, options.signal), { objectMode: false });
     return messageStream(source, { bodyLines: options.bodyLines, canonicalize: false, stallTimeoutMs: this.#store.readStallTimeoutMs });
+  }
+
+  #startAhead(index: number): void {
+    this.#dropAhead();
+    const key = this.#store.objectKey(this.#mailboxId, (this.messages[index] as MessageMeta).uid);
+    const got = this.#store.s3.get(key);
+    got.catch(() => undefined); // used (and its error reported) only if that message is read
+    this.#ahead = { index, got };
+  }
+
+  /** The prefetched GET of `index`, if that is what was prefetched; any other is dropped. */
+  #takeAhead(index: number): Promise<Got> | null {
+    const ahead = this.#ahead;
+    if (ahead === null) return null;
+    this.#ahead = null;
+    if (ahead.index === index) return ahead.got;
+    ahead.got.then((g) => g.body.destroy(), () => undefined);
+    return null;
+  }
+
+  #dropAhead(): void {
+    this.#takeAhead(-1);
+  }
+
+  override commit(deleted: readonly number[]): Promise<void> {
+    this.#dropAhead();
+    return super.commit(deleted);
+  }
+
+  override close(): Promise<void> {
+    this.#dropAhead();
+    return super.close();
   }
 
   protected async removeMessages(indexes: readonly number[]): Promise<void> {

@@ -349,6 +349,33 @@ describe('S3MailStore on standalone Redis', () => {
       }
     }));
 
+  test('in-order RETRs prefetch the next message; a single RETR costs one GET; an unused prefetch is dropped', () =>
+    withRig(async (rig) => {
+      const box: MailboxRef = { id: 'prefetch-box', username: 'prefetch@example.org' };
+      for (let i = 0; i < 4; i++) await rig.store.deliver(box, text(`Subject: ${i}\n\nbody ${i}\n`));
+      const read = async (drop: Awaited<ReturnType<typeof rig.store.open>>, i: number) =>
+        (await collect(await drop.read(i, { bodyLines: null }))).toString('latin1');
+      let lease = await rig.locks.acquire(box.id);
+      let drop = await rig.store.open(box, lease!);
+      let before = rig.s3.stats.requests;
+      assert.match(await read(drop, 0), /body 0\r\n$/);
+      assert.equal(rig.s3.stats.requests - before, 1, 'the first RETR does not prefetch');
+      assert.match(await read(drop, 1), /body 1\r\n$/);
+      assert.equal(rig.s3.stats.requests - before, 3, 'the second in-order RETR started the GET of the third');
+      for (let i = 2; i < 4; i++) assert.match(await read(drop, i), new RegExp(`body ${i}\r\n$`));
+      assert.equal(rig.s3.stats.requests - before, 4, 'four RETRs in order: four GETs in all');
+      await drop.close();
+      lease = await rig.locks.acquire(box.id);
+      drop = await rig.store.open(box, lease!);
+      before = rig.s3.stats.requests;
+      assert.match(await read(drop, 2), /body 2\r\n$/);
+      assert.equal(rig.s3.stats.requests - before, 1, 'one RETR: one GET');
+      // Out of order after an in-order pair: the prefetched next one is dropped, the right one read.
+      assert.match(await read(drop, 3), /body 3\r\n$/);
+      assert.match(await read(drop, 0), /body 0\r\n$/);
+      await drop.close();
+    }));
+
   test('S3 down: deliveries and reads fail temporarily within the retry deadline; S3 dying mid-RETR errors the stream', () =>
     withRig(
       async (rig) => {
