@@ -145,3 +145,28 @@ export async function openMessageFile(path: string, size: number, mode: ReadMode
   }
   return new AsyncReader(fd, path, size, chunkSize);
 }
+
+/**
+ * Sync mode, for a file that fits in one chunk: open, check, read and close at once, with no
+ * stream around the bytes (most messages; the same memory as the one chunk a reader would hold).
+ * Undefined when the file is gone; `not-found` when its size differs from `size`.
+ */
+export function readWholeMessageFile(path: string, size: number): Buffer | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    if (isMissing(e)) return undefined;
+    throw e;
+  }
+  try {
+    if (fstatSync(fd).size !== size) throw CHANGED(path);
+    // One more than expected, to notice a file that grew since the fstat.
+    const buffer = Buffer.allocUnsafe(size + 1);
+    const n = readSync(fd, buffer, 0, size + 1, 0);
+    if (n !== size) throw CHANGED(path);
+    return buffer.subarray(0, n);
+  } finally {
+    closeSync(fd);
+  }
+}

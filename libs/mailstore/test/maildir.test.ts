@@ -350,6 +350,27 @@ describe('MaildirStore on disk', () => {
     assert.equal((await names(join(root, 'new'))).length, 1);
   });
 
+  test('a small message whose file changed size after open: read rejects not-found before any byte', async () => {
+    const { root, store, locks } = await freshMaildir();
+    await store.deliver(ALICE, Readable.from([latin1('Subject: a\n\nshort\n')]));
+    await store.deliver(ALICE, Readable.from([latin1('Subject: b\n\nshort\n')]));
+    const lease = (await locks.acquire(ALICE.id))!;
+    const drop = await store.open(ALICE, lease);
+    const files = await names(join(root, 'new'));
+    const grown = files.find((n) => n.startsWith(`${drop.messages[0]!.uid},`))!;
+    const shrunk = files.find((n) => n.startsWith(`${drop.messages[1]!.uid},`))!;
+    await writeFile(join(root, 'new', grown), 'Subject: a\n\nlonger than before\n');
+    await writeFile(join(root, 'new', shrunk), 'S\n');
+    for (const index of [0, 1]) {
+      await assert.rejects(drop.read(index, { bodyLines: null }), (error: unknown) => {
+        assert.ok(isStoreError('not-found')(error));
+        assert.match((error as Error).message, /changed on disk/);
+        return true;
+      });
+    }
+    await drop.close();
+  });
+
   test('a message deleted by someone else: read rejects not-found, commit still succeeds', async () => {
     const { root, store, locks } = await freshMaildir();
     await store.deliver(ALICE, Readable.from([latin1('Subject: gone\n\n')]));
