@@ -108,26 +108,32 @@ function isMissing(e: unknown): boolean {
   return (e as NodeJS.ErrnoException).code === 'ENOENT';
 }
 
+/** Sync open of a file that must have `size` octets: undefined when it is gone; `not-found` when its size differs. */
+function openCheckedSync(path: string, size: number): number | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    if (isMissing(e)) return undefined;
+    throw e;
+  }
+  try {
+    if (fstatSync(fd).size !== size) throw CHANGED(path);
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+  return fd;
+}
+
 /**
  * Open a message file whose size on disk should be `size`. Resolves undefined when the file is
  * gone; rejects `not-found` when its size differs (checked before anything is sent).
  */
 export async function openMessageFile(path: string, size: number, mode: ReadMode, chunkSize: number): Promise<Readable | undefined> {
   if (mode === 'sync') {
-    let fd: number;
-    try {
-      fd = openSync(path, 'r');
-    } catch (e) {
-      if (isMissing(e)) return undefined;
-      throw e;
-    }
-    try {
-      if (fstatSync(fd).size !== size) throw CHANGED(path);
-    } catch (e) {
-      closeSync(fd);
-      throw e;
-    }
-    return new SyncReader(fd, path, size, chunkSize);
+    const fd = openCheckedSync(path, size);
+    return fd === undefined ? undefined : new SyncReader(fd, path, size, chunkSize);
   }
   const fd = await new Promise<number | undefined>((resolve, reject) =>
     open(path, 'r', (err, fd) => (err ? (isMissing(err) ? resolve(undefined) : reject(err)) : resolve(fd))),
@@ -152,15 +158,9 @@ export async function openMessageFile(path: string, size: number, mode: ReadMode
  * Undefined when the file is gone; `not-found` when its size differs from `size`.
  */
 export function readWholeMessageFile(path: string, size: number): Buffer | undefined {
-  let fd: number;
+  const fd = openCheckedSync(path, size);
+  if (fd === undefined) return undefined;
   try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    if (isMissing(e)) return undefined;
-    throw e;
-  }
-  try {
-    if (fstatSync(fd).size !== size) throw CHANGED(path);
     // One more than expected, to notice a file that grew since the fstat.
     const buffer = Buffer.allocUnsafe(size + 1);
     const n = readSync(fd, buffer, 0, size + 1, 0);
