@@ -6,7 +6,7 @@ import { startRedisCluster, startS3, type RedisCluster, type S3Server } from '@p
 import { storeConformance } from '@postern/mailstore/conformance';
 import { Sweeper } from '../src/index.js';
 import { leaseSuite, objectKeys } from './lease-suite.js';
-import { makeRig, redisFromEnv, type RedisFactory } from './support.js';
+import { conformanceFixture, makeRig, redisFromEnv, type RedisFactory } from './support.js';
 
 let cluster: RedisCluster | undefined;
 let s3: S3Server | undefined;
@@ -17,23 +17,7 @@ before(async () => {
 });
 after(() => Promise.all([cluster?.stop(), s3?.stop()]));
 
-storeConformance('S3MailStore (versitygw, Redis Cluster of 3 masters)', async () => {
-  const rig = makeRig(s3!, redis);
-  const others: Array<{ close(): Promise<void> }> = [];
-  return {
-    store: rig.store,
-    locks: rig.locks,
-    cleanup: async () => {
-      for (const o of others) await o.close();
-      await rig.close();
-    },
-    reopen: async () => {
-      const other = rig.another();
-      others.push(other);
-      return other.store;
-    },
-  };
-});
+storeConformance('S3MailStore (versitygw, Redis Cluster of 3 masters)', async () => conformanceFixture(makeRig(s3!, redis)));
 
 leaseSuite('Redis Cluster', () => ({ s3: s3!, redis }));
 

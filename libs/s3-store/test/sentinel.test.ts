@@ -5,7 +5,7 @@ import { pollUntil, startRedisSentinel, startS3, type RedisSentinelGroup, type S
 import { storeConformance } from '@postern/mailstore/conformance';
 import type { Redis } from 'ioredis';
 import { collect, leaseSuite, text } from './lease-suite.js';
-import { makeRig, redisFromEnv, type RedisFactory } from './support.js';
+import { conformanceFixture, makeRig, redisFromEnv, type RedisFactory } from './support.js';
 
 let group: RedisSentinelGroup | undefined;
 let s3: S3Server | undefined;
@@ -19,23 +19,7 @@ before(async () => {
 });
 after(() => Promise.all([group?.stop(), s3?.stop()]));
 
-storeConformance('S3MailStore (versitygw, Redis Sentinel)', async () => {
-  const rig = makeRig(s3!, redis);
-  const others: Array<{ close(): Promise<void> }> = [];
-  return {
-    store: rig.store,
-    locks: rig.locks,
-    cleanup: async () => {
-      for (const o of others) await o.close();
-      await rig.close();
-    },
-    reopen: async () => {
-      const other = rig.another();
-      others.push(other);
-      return other.store;
-    },
-  };
-});
+storeConformance('S3MailStore (versitygw, Redis Sentinel)', async () => conformanceFixture(makeRig(s3!, redis)));
 
 leaseSuite('Redis Sentinel', () => ({ s3: s3!, redis }));
 

@@ -102,3 +102,21 @@ export function makeRig(s3Server: S3Server, redisFactory: RedisFactory, options:
   };
   return build();
 }
+
+/** A rig as the store conformance suite wants it: `reopen` is a second process on the same data. */
+export function conformanceFixture(rig: Rig) {
+  const others: Rig[] = [];
+  return {
+    store: rig.store,
+    locks: rig.locks,
+    cleanup: async () => {
+      for (const o of others) await o.close();
+      await rig.close();
+    },
+    reopen: async () => {
+      const other = rig.another();
+      others.push(other);
+      return other.store;
+    },
+  };
+}
