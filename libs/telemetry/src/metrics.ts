@@ -156,7 +156,7 @@ export class Metrics {
   });
   readonly deliveries = new client.Counter({
     name: `${NS}_delivery_recipients_total`,
-    help: 'Recipients of delivered messages, by result (accepted, unknown, too_large, failed).',
+    help: 'Delivery recipients, by protocol (lmtp, smtp) and result (accepted, unknown_recipient, relay_denied, over_quota, too_large, no_space, busy, failed).',
     labelNames: ['protocol', 'result'] as const,
     registers: [this.registry],
   });

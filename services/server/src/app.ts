@@ -237,7 +237,7 @@ export async function startServer(config: Readonly<ServerConfig>, logger: Logger
           maxMessageSize: config.MAX_MESSAGE_SIZE,
           hostname: hostname() || 'localhost',
           spoolDir: join(config.DATA_DIR, 'spool'),
-          maxConnections: 100,
+          maxConnections: config.MAX_INTAKE_CONNECTIONS,
           concurrency: config.DELIVERY_CONCURRENCY,
           slotWaitMs: config.DELIVERY_SLOT_WAIT_MS,
           quota: { maxOctets: config.QUOTA_MAX_OCTETS, maxMessages: config.QUOTA_MAX_MESSAGES },

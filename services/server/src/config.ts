@@ -11,6 +11,8 @@ export const serverSchema = z.object({
   LMTP_LISTEN: listenAddress.prefault('127.0.0.1:2424'),
   /** SMTP intake for local mailboxes only (no AUTH, no relay); off unless set. */
   SMTP_LISTEN: listenAddress.prefault('off'),
+  /** Open LMTP/SMTP connections per process (each listener); beyond it new ones are refused. */
+  MAX_INTAKE_CONNECTIONS: integer(1, 100_000).default(100),
   /** Domains SMTP accepts mail for (others: 550 5.7.1); empty: any address of a known user. */
   SMTP_DOMAINS: list.default([]),
   /** Default mailbox quota (canonical octets, messages); 0: no limit. The passwd-file's quota_rule overrides it. */

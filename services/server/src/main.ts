@@ -56,8 +56,13 @@ function announce(config: Readonly<ServerConfig>, mode: Mode, workers: number, d
   const pop3 = mode === 'delivery' ? null : config.POP3_LISTEN;
   const parts =
     mode === 'delivery'
-      ? [`LMTP on ${addr(config.LMTP_LISTEN)}`]
-      : [`POP3 on ${addr(pop3)}`, `POP3S on ${addr(config.POP3S_LISTEN)}`, ...(mode === 'node' ? [`LMTP on ${addr(config.LMTP_LISTEN)}`] : [])];
+      ? [`LMTP on ${addr(config.LMTP_LISTEN)}`, ...(config.SMTP_LISTEN ? [`SMTP on ${addr(config.SMTP_LISTEN)}`] : [])]
+      : [
+          `POP3 on ${addr(pop3)}`,
+          `POP3S on ${addr(config.POP3S_LISTEN)}`,
+          ...(mode === 'node' ? [`LMTP on ${addr(config.LMTP_LISTEN)}`] : []),
+          ...(mode === 'node' && config.SMTP_LISTEN ? [`SMTP on ${addr(config.SMTP_LISTEN)}`] : []),
+        ];
   const where = config.STORE === 's3' ? `store s3://${config.S3_BUCKET}/${config.S3_PREFIX}` : `users in ${config.PASSWD_FILE}`;
   process.stderr.write(
     `postern${mode === 'node' ? '' : ` ${mode}`}: ${parts.join(', ')}` +
