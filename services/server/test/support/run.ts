@@ -1,7 +1,6 @@
 /** Runs the real client programs the end-to-end tests drive; a missing one is an error, not a skip. */
 import { spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { findProgram } from '@postern/testkit';
 
 /** Debian package that provides each program the tests use. */
 export const PACKAGES: Readonly<Record<string, string>> = {
@@ -17,19 +16,9 @@ export const PACKAGES: Readonly<Record<string, string>> = {
   haproxy: 'haproxy',
 };
 
-/** The program's path on PATH; throws naming the package to install when it is missing. */
+/** The program's path; throws naming the Debian package to install when it is missing. */
 export function requireProgram(name: string): string {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (!dir) continue;
-    const path = join(dir, name);
-    try {
-      accessSync(path, constants.X_OK);
-      return path;
-    } catch {
-      // not in this directory
-    }
-  }
-  throw new Error(`${name} is required by these tests but is not installed (Debian package: ${PACKAGES[name] ?? name})`);
+  return findProgram(name, PACKAGES[name] ?? name);
 }
 
 export interface RunResult {
