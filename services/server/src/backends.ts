@@ -59,15 +59,6 @@ export async function openBackends(
   };
 }
 
-function hostPorts(list: readonly string[]): { host: string; port: number }[] {
-  // Validated shapes: host:port or [v6]:port.
-  return list.map((entry) => {
-    const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(entry.trim());
-    if (!m) throw new Error(`not host:port: ${entry}`);
-    return { host: m[1] as string, port: Number(m[2]) };
-  });
-}
-
 async function openCluster(
   config: Readonly<ServerConfig>,
   logger: Logger,
@@ -86,9 +77,9 @@ async function openCluster(
   };
   const redis =
     config.REDIS_CLUSTER_NODES.length > 0
-      ? { ...common, mode: 'cluster' as const, nodes: hostPorts(config.REDIS_CLUSTER_NODES) }
+      ? { ...common, mode: 'cluster' as const, nodes: s3store.parseHostPorts('REDIS_CLUSTER_NODES', config.REDIS_CLUSTER_NODES.join(',')) }
       : config.REDIS_SENTINELS.length > 0
-        ? { ...common, mode: 'sentinel' as const, sentinels: hostPorts(config.REDIS_SENTINELS), masterName: config.REDIS_SENTINEL_MASTER as string, db: 0 }
+        ? { ...common, mode: 'sentinel' as const, sentinels: s3store.parseHostPorts('REDIS_SENTINELS', config.REDIS_SENTINELS.join(',')), masterName: config.REDIS_SENTINEL_MASTER as string, db: 0 }
         : { ...common, mode: 'standalone' as const, url: config.REDIS_URL as string, db: 0 };
   const cluster = s3store.createClusterBackends(
     {
