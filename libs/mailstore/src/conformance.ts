@@ -209,6 +209,30 @@ export function storeConformance(name: string, makeStore: () => Promise<Conforma
         assert.deepEqual(await store.stat(ALICE), { count: delivered.length, octets });
       }));
 
+    test('openStoredSync, where offered, gives bytes whose canonical form is what read() gives', () =>
+      withStore(async ({ store, locks }) => {
+        for (const sample of SAMPLE_MESSAGES) await store.deliver(ALICE, sourceOf(sample.bytes, 5));
+        const { drop } = await openDrop(store, locks, ALICE);
+        try {
+          for (let index = 0; index < drop.messages.length; index++) {
+            const reader = drop.openStoredSync?.(index);
+            if (reader === undefined) continue;
+            const parts: Buffer[] = [];
+            const target = Buffer.alloc(8);
+            try {
+              while (!reader.done) parts.push(Buffer.from(target.subarray(0, reader.read(target))));
+            } finally {
+              reader.close();
+            }
+            const read = await collect(await drop.read(index, { bodyLines: null }));
+            assert.deepEqual(canonicalReference(Buffer.concat(parts)), read, `message ${index}`);
+            assert.equal(read.length, drop.messages[index]!.size);
+          }
+        } finally {
+          await drop.close();
+        }
+      }));
+
     test('canonical bytes delivered are read back unchanged', () =>
       withStore(async ({ store, locks }) => {
         const canonicals = SAMPLE_MESSAGES.map((s) => canonicalReference(s.bytes));

@@ -15,6 +15,7 @@
 import { close, closeSync, fstat, fstatSync, open, openSync, read, readSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { StoreError } from './errors.js';
+import type { StoredReader } from './types.js';
 
 export type ReadMode = 'sync' | 'async';
 
@@ -108,15 +109,20 @@ function isMissing(e: unknown): boolean {
   return (e as NodeJS.ErrnoException).code === 'ENOENT';
 }
 
-/** Sync open of a file that must have `size` octets: undefined when it is gone; `not-found` when its size differs. */
-function openCheckedSync(path: string, size: number): number | undefined {
-  let fd: number;
+/** Sync open for reading; undefined when the file is gone. */
+function openIfPresentSync(path: string): number | undefined {
   try {
-    fd = openSync(path, 'r');
+    return openSync(path, 'r');
   } catch (e) {
     if (isMissing(e)) return undefined;
     throw e;
   }
+}
+
+/** Sync open of a file that must have `size` octets: undefined when it is gone; `not-found` when its size differs. */
+function openCheckedSync(path: string, size: number): number | undefined {
+  const fd = openIfPresentSync(path);
+  if (fd === undefined) return undefined;
   try {
     if (fstatSync(fd).size !== size) throw CHANGED(path);
   } catch (e) {
@@ -167,6 +173,53 @@ export function readWholeMessageFile(path: string, size: number): Buffer | undef
     if (n !== size) throw CHANGED(path);
     return buffer.subarray(0, n);
   } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Sync mode, for a caller that encodes the stored bytes itself (the gateway's one-pass RETR):
+ * a message file read in the caller's chunks, with no stream. The size check happens on the
+ * reads themselves (a file shorter or longer than `size` throws `not-found`), so opening costs
+ * one open and no fstat. Undefined when the file is gone.
+ */
+export function openStoredFile(path: string, size: number): StoredReader | undefined {
+  const fd = openIfPresentSync(path);
+  return fd === undefined ? undefined : new StoredFileReader(fd, path, size);
+}
+
+class StoredFileReader implements StoredReader {
+  #fd: number;
+  #position = 0;
+
+  constructor(
+    fd: number,
+    private readonly path: string,
+    private readonly size: number,
+  ) {
+    this.#fd = fd;
+  }
+
+  get done(): boolean {
+    return this.#position === this.size;
+  }
+
+  read(target: Uint8Array): number {
+    if (this.#fd < 0) throw new StoreError('invalid', 'the message file is closed', { temporary: false });
+    const remaining = this.size - this.#position;
+    const room = target.length - 1;
+    // With the rest in reach, ask for one octet more: a file that grew shows in the same read.
+    const want = remaining <= room ? remaining + 1 : room;
+    const n = readSync(this.#fd, target, 0, want, this.#position);
+    if (n > remaining || (n < want && n < remaining)) throw CHANGED(this.path);
+    this.#position += n;
+    return n;
+  }
+
+  close(): void {
+    if (this.#fd < 0) return;
+    const fd = this.#fd;
+    this.#fd = -1;
     closeSync(fd);
   }
 }

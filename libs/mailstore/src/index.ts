@@ -1,4 +1,4 @@
-export type { MessageMeta, MailboxRef, ReadOptions, Maildrop, DeliveryResult, DeliverOptions, Quota, MailStore } from './types.js';
+export type { MessageMeta, MailboxRef, ReadOptions, Maildrop, StoredReader, DeliveryResult, DeliverOptions, Quota, MailStore } from './types.js';
 export { StoreError, type StoreErrorCode } from './errors.js';
 export {
   CanonicalEncoder,

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { Lease } from '@postern/locks';
 import { StoreError } from './errors.js';
-import type { Maildrop, MessageMeta, ReadOptions } from './types.js';
+import type { Maildrop, MessageMeta, ReadOptions, StoredReader } from './types.js';
 
 /** Wraps anything that is not already a StoreError as a temporary backend error. */
 export function asStoreError(error: unknown, message: string): StoreError {
@@ -145,6 +145,10 @@ export abstract class LeasedDrop implements Maildrop {
 
   /** Opens message `index` (already checked). */
   protected abstract readMessage(index: number, options: ReadOptions): Promise<Readable>;
+  /** The stored bytes of message `index` (already checked), read synchronously; undefined: use read(). */
+  protected openStored(_index: number): StoredReader | undefined {
+    return undefined;
+  }
   /** Removes the messages at these indexes (checked, unique, ascending) durably. */
   protected abstract removeMessages(indexes: readonly number[]): Promise<void>;
 
@@ -160,6 +164,16 @@ export abstract class LeasedDrop implements Maildrop {
     }
     try {
       return await this.readMessage(index, options);
+    } catch (error) {
+      throw asStoreError(error, 'reading the message failed');
+    }
+  }
+
+  openStoredSync(index: number): StoredReader | undefined {
+    if (this.#state !== 'open') throw closedDrop();
+    checkIndex(index, this.messages.length);
+    try {
+      return this.openStored(index);
     } catch (error) {
       throw asStoreError(error, 'reading the message failed');
     }

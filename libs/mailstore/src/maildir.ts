@@ -8,10 +8,10 @@ import type { Lease } from '@postern/locks';
 import { StoreError } from './errors.js';
 import { naturalCompare } from './ids.js';
 import { LeasedDrop, asStoreError, consumeSource, guardSource, lockLost, mapLimit, tooLarge } from './internal.js';
-import { openMessageFile, readWholeMessageFile, type ReadMode } from './file-reader.js';
+import { openMessageFile, openStoredFile, readWholeMessageFile, type ReadMode } from './file-reader.js';
 import { checkQuota, hasQuota, overQuota, quotaRoom, type QuotaUsage } from './quota.js';
 import { CanonicalCounter, CanonicalEncoder, LfEncoder, MESSAGE_CHUNK_SIZE, messageStream, oneChunkStream } from './streams.js';
-import type { DeliverOptions, DeliveryResult, MailboxRef, MailStore, MessageMeta, ReadOptions } from './types.js';
+import type { DeliverOptions, DeliveryResult, MailboxRef, MailStore, MessageMeta, ReadOptions, StoredReader } from './types.js';
 
 export interface MaildirStoreOptions {
   /** The Maildir root (the directory holding `tmp/ new/ cur/`) of a mailbox. */
@@ -679,6 +679,17 @@ export class MaildirMaildrop extends LeasedDrop {
     const canonicalize = entry.stored !== entry.size;
     const stream = messageStream(file, { bodyLines: options.bodyLines, canonicalize });
     return options.signal === undefined ? stream : addAbortSignal(options.signal, stream);
+  }
+
+  /**
+   * Sync mode: the file as stored, for the gateway's one-pass RETR (it canonicalises and
+   * dot-stuffs in the same pass). Undefined when the file is not where the listing saw it: the
+   * caller then takes read(), which looks for it.
+   */
+  protected override openStored(index: number): StoredReader | undefined {
+    if (this.#mode !== 'sync') return undefined;
+    const entry = this.#entries[index] as Entry;
+    return openStoredFile(join(this.#root, entry.dir, entry.name), entry.stored);
   }
 
   /**

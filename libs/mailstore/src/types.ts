@@ -40,6 +40,12 @@ export interface Maildrop {
    */
   read(index: number, options: ReadOptions): Promise<Readable>;
   /**
+   * Optional fast path: message `index` as stored (any line ends; the caller makes them canonical
+   * as it encodes), read synchronously in chunks. Undefined when this message cannot be read that
+   * way now (an asynchronous backend, a file that moved); the caller then uses `read()`.
+   */
+  openStoredSync?(index: number): StoredReader | undefined;
+  /**
    * Remove exactly the messages at these 0-based indexes, durably, then release.
    * Rejects (and removes nothing it could not remove atomically) when the lock was lost or the
    * backend failed; the caller answers `-ERR [SYS/TEMP]`.
@@ -47,6 +53,19 @@ export interface Maildrop {
   commit(deleted: readonly number[]): Promise<void>;
   /** Release without changing anything (dropped connection, RSET+QUIT with nothing deleted, drain). */
   close(): Promise<void>;
+}
+
+/** The stored octets of one message, read synchronously (see `Maildrop.openStoredSync`). */
+export interface StoredReader {
+  /**
+   * Copies the next stored octets into `target` (keeping its last octet free, to notice a file
+   * that grew) and returns how many. Throws a `StoreError` when the message changed under it.
+   */
+  read(target: Uint8Array): number;
+  /** True once every stored octet was read. */
+  readonly done: boolean;
+  /** Releases the file; safe to call more than once. */
+  close(): void;
 }
 
 export interface DeliveryResult {

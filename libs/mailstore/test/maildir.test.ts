@@ -371,6 +371,47 @@ describe('MaildirStore on disk', () => {
     await drop.close();
   });
 
+  test('openStoredSync reads the file as stored, in the caller\'s chunks, and notices a changed, moved or closed one', async () => {
+    const { root, store, locks } = await freshMaildir({ saveCrlf: false });
+    const texts = ['Subject: a\n\n.dot line\nand more text than one chunk holds\n', 'Subject: b\n\nshort\n', 'Subject: c\n\nshort\n', 'Subject: d\n\nmoved\n'];
+    for (const t of texts) await store.deliver(ALICE, Readable.from([latin1(t)]));
+    const lease = (await locks.acquire(ALICE.id))!;
+    const drop = await store.open(ALICE, lease);
+    const readAll = (index: number, room: number): Buffer => {
+      const reader = drop.openStoredSync(index);
+      assert.ok(reader, 'the file is where the listing saw it');
+      const parts: Buffer[] = [];
+      const target = Buffer.alloc(room + 1);
+      try {
+        while (!reader.done) parts.push(Buffer.from(target.subarray(0, reader.read(target))));
+      } finally {
+        reader.close();
+        reader.close();
+      }
+      return Buffer.concat(parts);
+    };
+    // LF on disk (saveCrlf false): the stored bytes, not the canonical ones; any chunk size.
+    for (const room of [1, 7, 64, 4096]) assert.equal(readAll(0, room).toString('latin1'), texts[0]);
+    const files = await names(join(root, 'new'));
+    const file = (index: number): string => files.find((n) => n.startsWith(`${drop.messages[index]!.uid},`))!;
+    await writeFile(join(root, 'new', file(1)), 'Subject: b\n\nlonger than before\n');
+    await writeFile(join(root, 'new', file(2)), 'S\n');
+    for (const index of [1, 2]) {
+      for (const room of [3, 4096]) {
+        assert.throws(() => readAll(index, room), (error: unknown) => {
+          assert.ok(isStoreError('not-found')(error));
+          assert.match((error as Error).message, /changed on disk/);
+          return true;
+        });
+      }
+    }
+    // Moved by another agent: undefined, and read() finds it.
+    await rename(join(root, 'new', file(3)), join(root, 'cur', `${file(3)}:2,S`));
+    assert.equal(drop.openStoredSync(3), undefined);
+    await drop.close();
+    assert.throws(() => drop.openStoredSync(0), isStoreError('invalid'));
+  });
+
   test('a message deleted by someone else: read rejects not-found, commit still succeeds', async () => {
     const { root, store, locks } = await freshMaildir();
     await store.deliver(ALICE, Readable.from([latin1('Subject: gone\n\n')]));

@@ -31,3 +31,4 @@ export {
   type Effect,
   type StepResult,
 } from './session.js';
+export { RetrFramer, retrFramer, RETR_FRAME_INPUT, RETR_FRAME_WASM, type FramedReply } from './retr-frame.js';

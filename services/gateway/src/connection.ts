@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import {
   DotStuffer,
+  retrFramer,
   greeting,
   initialState,
   step,
@@ -20,6 +21,7 @@ import {
   type SessionInput,
   type SessionState,
 } from '@postern/pop3-protocol';
+import type { StoredReader } from '@postern/mailstore';
 import { Metrics, type Logger, type SessionState as MetricState } from '@postern/telemetry';
 import { LineSource, type Pulled } from './line-source.js';
 import { performLogin, type OpenedMaildrop } from './login.js';
@@ -68,6 +70,8 @@ function randomSlice(n: number): Buffer {
 
 /** The abort reason when the client's socket closes: one object, not a DOMException per session. */
 const SOCKET_CLOSED = new DOMException('the connection closed', 'AbortError');
+
+const LF = 0x0a;
 
 const COMMANDS = new Set(['USER', 'PASS', 'APOP', 'AUTH', 'STLS', 'CAPA', 'STAT', 'LIST', 'UIDL', 'RETR', 'TOP', 'DELE', 'NOOP', 'RSET', 'QUIT']);
 
@@ -187,19 +191,42 @@ export async function serveConnection(
     io.write(`${buffer}.\r\n`);
   }
 
+  function readFailed(e: unknown, index: number, reading: bigint): null {
+    metrics.storeDuration.observe({ backend: storeKind, operation: 'read', result: 'error' }, Metrics.since(reading));
+    const temporary = (e as { temporary?: boolean }).temporary !== false;
+    log.warn({ err: (e as Error).message, index }, 'message read failed');
+    io.write(temporary ? '-ERR [SYS/TEMP] Message temporarily unavailable.\r\n' : '-ERR Message no longer available.\r\n');
+    return null;
+  }
+
+  function retrieved(index: number, bodyLines: number | null, octets: number): SessionInput {
+    if (bodyLines === null) {
+      summary.retrieved += 1;
+      summary.retrievedOctets += octets;
+      metrics.messagesRetrieved.inc();
+      metrics.retrievedOctets.inc(octets);
+    }
+    return { type: 'message-sent', index, octets };
+  }
+
   async function sendMessage(index: number, bodyLines: number | null): Promise<SessionInput | null> {
     if (!opened) return null;
-    let body;
     const reading = process.hrtime.bigint();
+    if (bodyLines === null && opened.maildrop.openStoredSync !== undefined) {
+      let stored;
+      try {
+        stored = opened.maildrop.openStoredSync(index);
+      } catch (e) {
+        return readFailed(e, index, reading);
+      }
+      if (stored !== undefined) return sendStored(index, stored, reading);
+    }
+    let body;
     try {
       body = await opened.maildrop.read(index, { bodyLines });
       metrics.storeDuration.observe({ backend: storeKind, operation: 'read', result: 'ok' }, Metrics.since(reading));
     } catch (e) {
-      metrics.storeDuration.observe({ backend: storeKind, operation: 'read', result: 'error' }, Metrics.since(reading));
-      const temporary = (e as { temporary?: boolean }).temporary !== false;
-      log.warn({ err: (e as Error).message, index }, 'message read failed');
-      io.write(temporary ? '-ERR [SYS/TEMP] Message temporarily unavailable.\r\n' : '-ERR Message no longer available.\r\n');
-      return null;
+      return readFailed(e, index, reading);
     }
     const size = opened.maildrop.messages[index]?.size ?? 0;
     // Still corked: the status line, the chunks and the terminator leave in one writev unless
@@ -229,13 +256,54 @@ export async function serveConnection(
       io.destroy();
       return null;
     }
-    if (bodyLines === null) {
-      summary.retrieved += 1;
-      summary.retrievedOctets += octets;
-      metrics.messagesRetrieved.inc();
-      metrics.retrievedOctets.inc(octets);
+    return retrieved(index, bodyLines, octets);
+  }
+
+  /**
+   * RETR from a store that reads synchronously (Maildir): each chunk of the stored file is read
+   * into the framer's memory and encoded in one pass (canonical line ends, dot-stuffing, and the
+   * status line and terminator in the same buffer), which goes to the socket as it is; most
+   * messages are one chunk and one write. The status line leaves with the first chunk, so a
+   * failed first read still gets its -ERR.
+   */
+  async function sendStored(index: number, stored: StoredReader, reading: bigint): Promise<SessionInput | null> {
+    const framer = retrFramer();
+    let status = `+OK ${opened?.maildrop.messages[index]?.size ?? 0} octets\r\n`;
+    let previous = LF;
+    let octets = 0;
+    try {
+      for (;;) {
+        let n: number;
+        try {
+          n = stored.read(framer.input);
+        } catch (e) {
+          if (status === '') throw e;
+          return readFailed(e, index, reading);
+        }
+        const last = stored.done;
+        const out = framer.frame(status, n, previous, last);
+        if (status !== '') {
+          metrics.storeDuration.observe({ backend: storeKind, operation: 'read', result: 'ok' }, Metrics.since(reading));
+          status = '';
+        }
+        if (n > 0) previous = framer.input[n - 1] as number;
+        octets += out.octets;
+        const room = io.write(out.buffer, out.release);
+        if (last) break;
+        if (!room) {
+          uncork();
+          await drained();
+          io.cork();
+        }
+      }
+    } catch (e) {
+      log.warn({ err: (e as Error).message, index }, 'message stream failed, closing connection');
+      io.destroy();
+      return null;
+    } finally {
+      stored.close();
     }
-    return { type: 'message-sent', index, octets };
+    return retrieved(index, null, octets);
   }
 
   async function perform(effect: Effect): Promise<SessionInput | null> {
