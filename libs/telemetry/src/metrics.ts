@@ -4,6 +4,7 @@
  * sets (command names, results, backends, listeners).
  */
 import client from 'prom-client';
+import { Histogram } from './histogram.js';
 
 export const METRICS_CONTENT_TYPE = client.Registry.PROMETHEUS_CONTENT_TYPE;
 
@@ -58,13 +59,13 @@ export class Metrics {
     labelNames: ['state'] as const,
     registers: [this.registry],
   });
-  readonly sessionDuration = new client.Histogram({
+  readonly sessionDuration = new Histogram({
     name: `${NS}_session_duration_seconds`,
     help: 'POP3 session length, connect to close.',
     buckets: SESSION_BUCKETS,
     registers: [this.registry],
   });
-  readonly commandDuration = new client.Histogram({
+  readonly commandDuration = new Histogram({
     name: `${NS}_command_duration_seconds`,
     help: 'Time to handle one POP3 command, including its reply (and for RETR/TOP the message).',
     labelNames: ['command'] as const,
@@ -77,7 +78,7 @@ export class Metrics {
     labelNames: ['backend', 'mechanism', 'result'] as const,
     registers: [this.registry],
   });
-  readonly authDuration = new client.Histogram({
+  readonly authDuration = new Histogram({
     name: `${NS}_auth_duration_seconds`,
     help: 'Credential verification time, by account backend.',
     labelNames: ['backend'] as const,
@@ -134,14 +135,14 @@ export class Metrics {
     help: 'Messages removed by a committed QUIT.',
     registers: [this.registry],
   });
-  readonly storeDuration = new client.Histogram({
+  readonly storeDuration = new Histogram({
     name: `${NS}_store_operation_duration_seconds`,
     help: 'Mail store operations, by backend and operation (open, read, commit, deliver).',
     labelNames: ['backend', 'operation', 'result'] as const,
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
-  readonly backendDuration = new client.Histogram({
+  readonly backendDuration = new Histogram({
     name: `${NS}_backend_request_duration_seconds`,
     help: 'Requests of the cluster store to its backends: S3 (get, get-range, put, head, delete, list) and Redis round trips (acquire, renew, release, commit, index, ...).',
     labelNames: ['backend', 'operation', 'result'] as const,
@@ -166,7 +167,7 @@ export class Metrics {
     labelNames: ['protocol'] as const,
     registers: [this.registry],
   });
-  readonly deliveryDuration = new client.Histogram({
+  readonly deliveryDuration = new Histogram({
     name: `${NS}_delivery_duration_seconds`,
     help: 'Time to store one message for one recipient.',
     labelNames: ['protocol'] as const,
@@ -181,7 +182,7 @@ export class Metrics {
     if (this.disabled) {
       this.registry.clear();
       for (const [key, value] of Object.entries(this)) {
-        if (value instanceof client.Counter || value instanceof client.Gauge || value instanceof client.Histogram) {
+        if (value instanceof client.Counter || value instanceof client.Gauge || value instanceof Histogram) {
           Object.defineProperty(this, key, { value: NOOP_METRIC });
         }
       }
