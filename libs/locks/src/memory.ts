@@ -1,5 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import type { Lease, LockManager } from './types.js';
+
+/** The abort reason of a released lease: one object for all (a DOMException per release showed in profiles). */
+const RELEASED = new DOMException('the lease was released', 'AbortError');
 
 /** In-process locks for the single node: exactly one holder per key, no expiry. */
 export class MemoryLockManager implements LockManager {
@@ -9,19 +11,22 @@ export class MemoryLockManager implements LockManager {
 
   async acquire(key: string): Promise<Lease | null> {
     if (this.#holders.has(key)) return null;
-    const token = randomBytes(12).toString('base64url');
+    const fence = ++this.#fence;
+    // Tokens only tell this table's leases apart: the fence number is unique here, and cheaper
+    // than random bytes (which showed as 0.8 % of a busy gateway's CPU).
+    const token = `m${fence}`;
     this.#holders.set(key, token);
     const controller = new AbortController();
     const holders = this.#holders;
     return {
       key,
       token,
-      fence: ++this.#fence,
+      fence,
       signal: controller.signal,
       held: () => holders.get(key) === token,
       release: async () => {
         if (holders.get(key) === token) holders.delete(key);
-        controller.abort();
+        controller.abort(RELEASED);
       },
     };
   }

@@ -69,6 +69,46 @@ describe('LockTable and IpcLockManager', () => {
     await assert.rejects(pending, /unavailable/);
   });
 
+  it('requests made in the same tick share one message each way, and each gets its own answer', async () => {
+    const table = new LockTable();
+    const [primaryEnd, workerEnd] = channelPair();
+    const sent = { worker: [] as unknown[], primary: [] as unknown[] };
+    const counting = (end: IpcPeer, log: unknown[]): IpcPeer => ({
+      send: (m) => {
+        log.push(m);
+        return end.send(m);
+      },
+      on: (event, listener) => end.on(event, listener),
+    });
+    serveLocks(table, 'w1', counting(primaryEnd, sent.primary));
+    const locks = new IpcLockManager(counting(workerEnd, sent.worker));
+    const [a, b, c] = await Promise.all([locks.acquire('maildrop:a'), locks.acquire('maildrop:b'), locks.acquire('maildrop:a')]);
+    assert.ok(a && b);
+    assert.equal(c, null, 'the third request loses to the first, in order');
+    assert.equal(sent.worker.length, 1);
+    assert.equal(sent.primary.length, 1);
+    // One request alone goes as itself.
+    await a.release();
+    assert.equal(sent.worker.length, 2);
+    assert.equal((sent.worker[1] as { op?: string }).op, 'release');
+    assert.ok(await locks.acquire('maildrop:a'));
+  });
+
+  it('a batch that cannot be sent fails every request in it', async () => {
+    const broken: IpcPeer = {
+      send: () => {
+        throw new Error('channel closed');
+      },
+      on: () => undefined,
+    };
+    const locks = new IpcLockManager(broken);
+    const results = await Promise.allSettled([locks.acquire('x'), locks.acquire('y')]);
+    assert.deepEqual(
+      results.map((r) => r.status === 'rejected' && (r.reason as Error).message),
+      ['channel closed', 'channel closed'],
+    );
+  });
+
   it('over a real IPC channel: a killed child loses its locks', async () => {
     const table = new LockTable();
     const code = `

@@ -85,14 +85,18 @@ export async function performLogin(ctx: LoginContext, credentials: Credentials):
     return { ...base, result: { ok: false, code: 'SYS/TEMP' }, opened: null, reason, authSeconds: seconds(started) };
   }
   const authSeconds = seconds(started);
-  if (throttle && (auth.ok || auth.failure !== 'temporary')) {
-    // The answer stands even if recording fails; a failed login's log line says so.
-    const recorded = auth.ok ? throttle.gate.recordSuccess(throttle.attempt) : throttle.gate.recordFailure(throttle.attempt);
-    const problem = await recorded.then(
+  if (throttle && auth.ok) {
+    // Not awaited: the answer stands whatever becomes of it, and the lock request below leaves
+    // in the same tick (one IPC message for both on a multi-process node; in order on the same
+    // Redis connection in cluster mode).
+    throttle.gate.recordSuccess(throttle.attempt).catch(() => undefined);
+  } else if (throttle && !auth.ok && auth.failure !== 'temporary') {
+    // The answer stands even if recording fails; the log line says so.
+    const problem = await throttle.gate.recordFailure(throttle.attempt).then(
       () => null,
       (e: Error) => `; login throttle not updated: ${e.message}`,
     );
-    if (problem !== null && !auth.ok) auth = { ...auth, reason: auth.reason + problem };
+    if (problem !== null) auth = { ...auth, reason: auth.reason + problem };
   }
   if (!auth.ok) {
     const code = auth.failure === 'temporary' ? 'SYS/TEMP' : 'AUTH';
