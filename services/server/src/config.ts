@@ -1,4 +1,5 @@
 /** The single node's settings. Names are public interface: operators' scripts use them. */
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { ldapOptionsFromConfig } from '@postern/accounts-ldap';
 import { boolean, integer, list, listenAddress, loadConfig, z, type LoadOptions } from '@postern/config';
@@ -136,7 +137,7 @@ export const serverSchema = z.object({
   SWEEP_INTERVAL_S: integer(0).default(300),
   /** Orphan objects (stored but never indexed) younger than this are left alone. */
   SWEEP_GRACE_S: integer(60).default(3_600),
-  /** POP3 worker processes: a number, or `auto` (one per CPU, at most 4). 1 runs everything in one process. */
+  /** POP3 worker processes: a number, or `auto` (one per CPU but one, at least 1, at most 4). 1 runs everything in one process. */
   WORKERS: z.union([z.literal('auto'), integer(1, 64)]).default('auto'),
 }).superRefine((c, ctx) => {
   if (c.AUTH.includes('ldap')) {
@@ -181,4 +182,14 @@ export function loadServerConfig(options: LoadOptions = {}): Readonly<ServerConf
     PASSWD_FILE: resolve(c.PASSWD_FILE ?? `${dataDir}/passwd`),
     MAILDIR: c.MAILDIR ?? `${dataDir}/mail/%u/Maildir`,
   });
+}
+
+/**
+ * `auto`: one POP3 worker per CPU but one, at least 1 and at most 4. The other CPU is for what
+ * is not a worker: the primary (intake, the lock and throttle tables, admin), the kernel's
+ * network work, and on a small box its MTA. On 2 CPUs that means one process, which served 1.35x
+ * the sessions of two workers there (docs/decisions.md, "WORKERS=auto").
+ */
+export function workerCount(workers: ServerConfig['WORKERS'], cpus = availableParallelism()): number {
+  return workers === 'auto' ? Math.max(1, Math.min(cpus - 1, 4)) : workers;
 }

@@ -12,14 +12,13 @@ import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
 import { hashPassword } from '@postern/accounts';
 import { ConfigError } from '@postern/config';
 import { IpcLockManager, LockTable, LoginHistory, ThrottleTable, serveLocks } from '@postern/locks';
 import { clusterMetricsText, createLogger, exposeToClusterPrimary, type Logger } from '@postern/telemetry';
 import { prepareTls, startServer, throttleLimits, type RunningServer, type ServerRole } from './app.js';
-import { loadServerConfig, type ServerConfig } from './config.js';
+import { loadServerConfig, workerCount, type ServerConfig } from './config.js';
 import { applyReload } from './reload.js';
 
 async function firstRunDemoUser(passwdFile: string): Promise<{ user: string; password: string } | null> {
@@ -35,9 +34,6 @@ async function firstRunDemoUser(passwdFile: string): Promise<{ user: string; pas
   return { user, password };
 }
 
-function workerCount(config: Readonly<ServerConfig>): number {
-  return config.WORKERS === 'auto' ? Math.min(availableParallelism(), 4) : config.WORKERS;
-}
 
 function addr(a: { host: string; port: number } | null | undefined): string {
   return a ? `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}` : 'off';
@@ -214,7 +210,7 @@ async function main(): Promise<void> {
     }
     throw e;
   }
-  const workers = mode === 'delivery' ? 1 : workerCount(config);
+  const workers = mode === 'delivery' ? 1 : workerCount(config.WORKERS);
   const logger = createLogger({
     service: mode === 'node' ? 'postern' : `postern-${mode}`,
     level: config.LOG_LEVEL,

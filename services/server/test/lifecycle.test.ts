@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { serverSchema } from '../src/config.js';
+import { serverSchema, workerCount } from '../src/config.js';
 import { uidsOnDisk } from './support/maildir.js';
 import { deliverAll, simpleMessage } from './support/messages.js';
 import { Pop3Client } from './support/pop3-client.js';
@@ -309,5 +309,15 @@ describe('SIGHUP', () => {
       await child.exited;
       await rm(dataDir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('WORKERS=auto', () => {
+  it('is one process per CPU but one, at least one and at most four; a number is taken as given', () => {
+    assert.deepEqual(
+      [1, 2, 3, 4, 5, 8, 64].map((cpus) => workerCount('auto', cpus)),
+      [1, 1, 2, 3, 4, 4, 4],
+    );
+    assert.equal(workerCount(2, 1), 2);
   });
 });
