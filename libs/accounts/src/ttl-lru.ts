@@ -1,6 +1,15 @@
-/** A bounded map whose entries expire: least recently used entries go first when full. */
+/**
+ * A bounded map whose entries expire: least recently used entries go first when full.
+ *
+ * A hit moves its entry to the end of the map's insertion order, so the oldest live entry is the
+ * first one. Eviction takes it from one iterator kept across calls, which resumes where it
+ * stopped: every hole that deletions leave is passed once. A fresh `keys().next()` per eviction
+ * (as before) walked all the holes at the front each time: 80 µs per insertion into a full
+ * 100 000-entry cache, and growing, when a burst of distinct logins (password spraying) filled it.
+ */
 export class TtlLru<V> {
   private readonly map = new Map<string, { readonly value: V; readonly expires: number }>();
+  #oldest: Iterator<string> | null = null;
   constructor(private readonly max: number) {}
 
   get size(): number {
@@ -21,9 +30,15 @@ export class TtlLru<V> {
     this.map.delete(key);
     this.map.set(key, { value, expires });
     while (this.map.size > this.max) {
-      const oldest = this.map.keys().next();
-      if (oldest.done) break;
-      this.map.delete(oldest.value);
+      // Map iterators are live: this one skips what was deleted behind it and reaches entries
+      // added since, in order. At its end, start a new one.
+      let next = this.#oldest?.next();
+      if (next === undefined || next.done === true) {
+        this.#oldest = this.map.keys();
+        next = this.#oldest.next();
+      }
+      if (next.done === true) break;
+      this.map.delete(next.value);
     }
   }
 
@@ -33,5 +48,6 @@ export class TtlLru<V> {
 
   clear(): void {
     this.map.clear();
+    this.#oldest = null;
   }
 }
