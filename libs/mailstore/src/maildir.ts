@@ -543,10 +543,19 @@ interface UsageSnapshot {
 const usageCache = new Map<string, UsageSnapshot>();
 const USAGE_CACHE_SIZE = 10_000;
 
+/** Kept across evictions: a live iterator resumes past the holes deletions left (a fresh one walks them all). */
+let usageOldest: Iterator<string> | null = null;
+
 function rememberUsage(root: string, snapshot: UsageSnapshot): void {
   usageCache.delete(root);
   usageCache.set(root, snapshot);
-  if (usageCache.size > USAGE_CACHE_SIZE) usageCache.delete(usageCache.keys().next().value as string);
+  if (usageCache.size <= USAGE_CACHE_SIZE) return;
+  let next = usageOldest?.next();
+  if (next === undefined || next.done === true) {
+    usageOldest = usageCache.keys();
+    next = usageOldest.next();
+  }
+  if (next.done !== true) usageCache.delete(next.value);
 }
 
 async function dirMtime(path: string, mode: ReadMode): Promise<bigint> {
