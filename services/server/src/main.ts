@@ -48,17 +48,17 @@ function parseMode(arg: string | undefined): Mode {
   throw new ConfigError(`unknown mode "${arg}": use no argument (the whole node), "gateway" or "delivery"`);
 }
 
-function announce(config: Readonly<ServerConfig>, mode: Mode, workers: number, demo: { user: string; password: string } | null): void {
-  const pop3 = mode === 'delivery' ? null : config.POP3_LISTEN;
-  const parts =
-    mode === 'delivery'
-      ? [`LMTP on ${addr(config.LMTP_LISTEN)}`, ...(config.SMTP_LISTEN ? [`SMTP on ${addr(config.SMTP_LISTEN)}`] : [])]
-      : [
-          `POP3 on ${addr(pop3)}`,
-          `POP3S on ${addr(config.POP3S_LISTEN)}`,
-          ...(mode === 'node' ? [`LMTP on ${addr(config.LMTP_LISTEN)}`] : []),
-          ...(mode === 'node' && config.SMTP_LISTEN ? [`SMTP on ${addr(config.SMTP_LISTEN)}`] : []),
-        ];
+/**
+ * The startup line. Addresses are the bound ones where this process bound them (port 0 shows the
+ * port the system chose), else the configured ones (POP3 of worker processes).
+ */
+function announce(config: Readonly<ServerConfig>, mode: Mode, workers: number, demo: { user: string; password: string } | null, server: RunningServer): void {
+  const pop3 = mode === 'delivery' ? null : (server.gateway?.pop3 ?? config.POP3_LISTEN);
+  const pop3s = server.gateway?.pop3s ?? config.POP3S_LISTEN;
+  const lmtp = server.intake ? server.intake.lmtp : config.LMTP_LISTEN;
+  const smtp = server.intake ? server.intake.smtp : config.SMTP_LISTEN;
+  const intake = [`LMTP on ${addr(lmtp)}`, ...(smtp ? [`SMTP on ${addr(smtp)}`] : [])];
+  const parts = mode === 'delivery' ? intake : [`POP3 on ${addr(pop3)}`, `POP3S on ${addr(pop3s)}`, ...(mode === 'node' ? intake : [])];
   const where = config.STORE === 's3' ? `store s3://${config.S3_BUCKET}/${config.S3_PREFIX}` : `users in ${config.PASSWD_FILE}`;
   process.stderr.write(
     `postern${mode === 'node' ? '' : ` ${mode}`}: ${parts.join(', ')}` +
@@ -69,7 +69,7 @@ function announce(config: Readonly<ServerConfig>, mode: Mode, workers: number, d
     process.stderr.write(
       `postern: first run: created user "${demo.user}" with password "${demo.password}"\n` +
         `  read mail:    curl -v pop3://${addr(pop3)}/ -u '${demo.user}:${demo.password}'\n` +
-        (config.LMTP_LISTEN ? `  deliver mail: see README ("Send yourself a message"), LMTP on ${addr(config.LMTP_LISTEN)}\n` : ''),
+        (lmtp ? `  deliver mail: see README ("Send yourself a message"), LMTP on ${addr(lmtp)}\n` : ''),
     );
   }
 }
@@ -118,7 +118,7 @@ async function runSingle(config: Readonly<ServerConfig>, logger: Logger, mode: M
   const demo = mode === 'node' ? await firstRunDemoUser(config.PASSWD_FILE) : null;
   const role: ServerRole = mode === 'node' ? 'all' : mode;
   const server = await startServer(config, logger, { role });
-  announce(config, mode, 1, demo);
+  announce(config, mode, 1, demo, server);
   onReloadSignal(logger, config, server);
   onStopSignals(logger, async (signal) => {
     logger.info({ signal, drainMs: config.DRAIN_TIMEOUT_MS }, 'draining');
@@ -161,7 +161,7 @@ async function runPrimary(config: Readonly<ServerConfig>, logger: Logger, mode: 
     metricsText: clusterMetricsText,
   });
   for (let i = 0; i < count; i++) fork();
-  announce(config, mode, count, demo);
+  announce(config, mode, count, demo, server);
   onReloadSignal(logger, config, server, () => {
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP');
   });

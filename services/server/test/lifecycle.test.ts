@@ -55,6 +55,8 @@ function startMain(env: Record<string, string>): Child {
   events.setMaxListeners(0);
   child.stderr?.setEncoding('utf8').on('data', (d: string) => {
     stderr += d;
+    // Checks may look at stderr too (the startup line).
+    events.emit('log');
   });
   child.stdout?.setEncoding('utf8').on('data', (d: string) => {
     stdout += d;
@@ -201,6 +203,10 @@ for (const workers of [1, 2]) {
       child = started.child;
       const { pop3Port, lmtpPort } = started;
       const proc = child;
+      // The startup line names the ports the system chose for port 0 (POP3 of workers: as configured).
+      const startup = await proc.until(() => proc.stderr().split('\n').find((l) => l.startsWith('postern: POP3 on')));
+      assert.match(startup, new RegExp(`LMTP on 127\\.0\\.0\\.1:${lmtpPort}\\b`));
+      assert.match(startup, workers === 1 ? new RegExp(`^postern: POP3 on 127\\.0\\.0\\.1:${pop3Port}, POP3S on 127\\.0\\.0\\.1:[1-9]`) : /^postern: POP3 on 127\.0\.0\.1:0,/);
       await deliverAll(lmtpPort, ['alice'], [simpleMessage('keep-me'), simpleMessage('keep-me-too')]);
       const maildir = join(dataDir, 'mail', 'alice', 'Maildir');
       const onDisk = await uidsOnDisk(maildir);
