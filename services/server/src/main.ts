@@ -104,14 +104,33 @@ function onStopSignals(logger: Logger, stop: (signal: string) => Promise<void>):
  * logged as such; a configuration that no longer validates changes nothing.
  */
 function onReloadSignal(logger: Logger, running: Readonly<ServerConfig>, server: RunningServer | null, forward?: () => void): void {
-  process.on('SIGHUP', () => {
+  const reload = (): void => {
     try {
       applyReload(logger, running, loadServerConfig(), server);
     } catch (e) {
       logger.error({ err: (e as Error).message }, 'configuration reload refused; keeping the running configuration');
     }
     forward?.();
-  });
+  };
+  onSighup = reload;
+  if (reloadPending) {
+    reloadPending = false;
+    reload();
+  }
+}
+
+/**
+ * One SIGHUP listener for the life of the process, installed first thing in main(). A signal that
+ * comes while the process is still starting (its listeners may already be up, so the primary
+ * forwards it) is remembered and applied once the reload handler is in place. Without a listener
+ * the signal's default action ends the process; and the listener is never swapped, because
+ * removing a signal's last listener stops its watcher and drops a signal already queued for it.
+ */
+let onSighup: (() => void) | null = null;
+let reloadPending = false;
+function sighup(): void {
+  if (onSighup) onSighup();
+  else reloadPending = true;
 }
 
 async function runSingle(config: Readonly<ServerConfig>, logger: Logger, mode: Mode): Promise<void> {
@@ -136,6 +155,13 @@ async function runPrimary(config: Readonly<ServerConfig>, logger: Logger, mode: 
   const limits = throttleLimits(config);
   const throttle = limits ? new ThrottleTable(limits) : undefined;
   const online = new Set<Worker>();
+  /**
+   * Workers that have bound their listeners, so they are past the start of main(), where SIGHUP
+   * is caught. One still loading its modules would die of the signal; it reads the configuration
+   * itself when it gets there.
+   */
+  const listening = new Set<Worker>();
+  let reloads = 0;
   let stopping = false;
   let restarts = 0;
 
@@ -144,8 +170,16 @@ async function runPrimary(config: Readonly<ServerConfig>, logger: Logger, mode: 
     const owner = `worker-${worker.id}`;
     serveLocks(table, owner, worker, logins, throttle);
     worker.on('online', () => online.add(worker));
+    const forkedAt = reloads;
+    worker.on('listening', () => {
+      if (listening.has(worker)) return;
+      listening.add(worker);
+      // A reload since this worker was forked may have come before it read the configuration.
+      if (reloads !== forkedAt) worker.process.kill('SIGHUP');
+    });
     worker.on('exit', (code, signal) => {
       online.delete(worker);
+      listening.delete(worker);
       const dropped = table.releaseOwner(owner);
       if (stopping) return;
       logger.error({ worker: worker.id, code, signal, locksReleased: dropped }, 'POP3 worker died, replacing it');
@@ -163,7 +197,8 @@ async function runPrimary(config: Readonly<ServerConfig>, logger: Logger, mode: 
   for (let i = 0; i < count; i++) fork();
   announce(config, mode, count, demo, server);
   onReloadSignal(logger, config, server, () => {
-    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP');
+    reloads++;
+    for (const w of listening) w.process.kill('SIGHUP');
   });
   onStopSignals(logger, async (signal) => {
     stopping = true;
@@ -198,6 +233,7 @@ async function runWorker(config: Readonly<ServerConfig>, logger: Logger): Promis
 }
 
 async function main(): Promise<void> {
+  process.on('SIGHUP', sighup);
   let config: Readonly<ServerConfig>;
   let mode: Mode;
   try {

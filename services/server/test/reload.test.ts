@@ -88,51 +88,86 @@ describe('SIGHUP reloads the connection limits', () => {
   });
 });
 
-describe('SIGHUP with worker processes', () => {
-  let server: MainProcess;
-  let configFile: string;
+/** main.ts with two POP3 workers and a CONFIG_FILE (max_connections_per_ip: 5), its JSON log records collected. */
+async function startWorkersWithConfig(name: string): Promise<{
+  server: MainProcess;
+  configFile: string;
+  records: Record<string, unknown>[];
+  /** Resolves once `check` holds for the records so far; fails after 60 s naming `what`. */
+  until(check: () => boolean, what: string): Promise<void>;
+}> {
   const records: Record<string, unknown>[] = [];
   const events = new EventEmitter();
-
-  /** Resolves once `check` holds for the JSON log records so far (the server's whole output). */
-  function until(check: () => boolean): Promise<void> {
-    return new Promise((resolve) => {
+  let configFile = '';
+  const server = await startMainProcess({
+    name,
+    env: { WORKERS: '2' },
+    prepare: async (dataDir) => {
+      configFile = join(dataDir, 'postern.yaml');
+      await writeFile(configFile, 'max_connections_per_ip: 5\n');
+      return { CONFIG_FILE: configFile };
+    },
+    onLine: (line) => {
+      if (!line.startsWith('{')) return;
+      records.push(JSON.parse(line) as Record<string, unknown>);
+      events.emit('record');
+    },
+  });
+  const until = (check: () => boolean, what: string): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        events.off('record', test);
+        reject(new Error(`not seen within 60 s: ${what}; log messages: ${records.map((r) => String(r.msg)).join(' | ')}`));
+      }, 60_000);
       const test = (): void => {
         if (!check()) return;
+        clearTimeout(timer);
         events.off('record', test);
         resolve();
       };
       events.on('record', test);
       test();
     });
-  }
+  return { server, configFile, records, until };
+}
 
+describe('SIGHUP with worker processes', () => {
+  let started: Awaited<ReturnType<typeof startWorkersWithConfig>> | undefined;
   before(async () => {
-    server = await startMainProcess({
-      name: 'reload-workers',
-      env: { WORKERS: '2' },
-      prepare: async (dataDir) => {
-        configFile = join(dataDir, 'postern.yaml');
-        await writeFile(configFile, 'max_connections_per_ip: 5\n');
-        return { CONFIG_FILE: configFile };
-      },
-      onLine: (line) => {
-        if (!line.startsWith('{')) return;
-        records.push(JSON.parse(line) as Record<string, unknown>);
-        events.emit('record');
-      },
-    });
+    started = await startWorkersWithConfig('reload-workers');
   });
-  after(async () => server?.stop());
+  after(async () => started?.server.stop());
 
   it('the primary and every POP3 worker apply the new limits', async () => {
+    const { server, configFile, records, until } = started as NonNullable<typeof started>;
     // Both workers listen (and so handle SIGHUP) before the signal.
-    await until(() => records.filter((r) => r.msg === 'POP3 listening').length === 2);
+    await until(() => records.filter((r) => r.msg === 'POP3 listening').length === 2, 'both workers listening');
     await writeFile(configFile, 'max_connections_per_ip: 1\n');
     const reloaded = (): Record<string, unknown>[] => records.filter((r) => r.msg === 'configuration reloaded');
     server.process.signal('SIGHUP');
-    await until(() => reloaded().length === 3);
+    await until(() => reloaded().length === 3, 'three reloads (the primary and both workers)');
     for (const r of reloaded()) assert.equal((r.applied as Record<string, unknown>).MAX_CONNECTIONS_PER_IP, 1);
     assert.deepEqual(reloaded().map((r) => r.worker !== undefined).sort(), [false, true, true]);
+  });
+});
+
+describe('SIGHUP while the POP3 workers are still starting', () => {
+  let started: Awaited<ReturnType<typeof startWorkersWithConfig>> | undefined;
+  after(async () => started?.server.stop());
+
+  it('no worker dies of it, and every process ends up with the new configuration', async () => {
+    started = await startWorkersWithConfig('reload-early');
+    const { server, configFile, records, until } = started;
+    // The primary is up (its admin port accepts) and has just forked the workers, which are
+    // loading or starting: the signal reaches them at the worst moment.
+    await writeFile(configFile, 'max_connections_per_ip: 1\n');
+    server.process.signal('SIGHUP');
+    const reloaded = (): Record<string, unknown>[] => records.filter((r) => r.msg === 'configuration reloaded');
+    await until(
+      () => records.filter((r) => r.msg === 'POP3 listening').length >= 2 && reloaded().filter((r) => r.worker !== undefined).length >= 2,
+      'both workers listening and reloaded',
+    );
+    assert.equal(records.filter((r) => r.msg === 'POP3 worker died, replacing it').length, 0);
+    for (const r of reloaded()) assert.equal((r.applied as Record<string, unknown>).MAX_CONNECTIONS_PER_IP, 1);
   });
 });
