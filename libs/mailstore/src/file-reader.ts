@@ -159,25 +159,6 @@ export async function openMessageFile(path: string, size: number, mode: ReadMode
 }
 
 /**
- * Sync mode, for a file that fits in one chunk: open, check, read and close at once, with no
- * stream around the bytes (most messages; the same memory as the one chunk a reader would hold).
- * Undefined when the file is gone; `not-found` when its size differs from `size`.
- */
-export function readWholeMessageFile(path: string, size: number): Buffer | undefined {
-  const fd = openCheckedSync(path, size);
-  if (fd === undefined) return undefined;
-  try {
-    // One more than expected, to notice a file that grew since the fstat.
-    const buffer = Buffer.allocUnsafe(size + 1);
-    const n = readSync(fd, buffer, 0, size + 1, 0);
-    if (n !== size) throw CHANGED(path);
-    return buffer.subarray(0, n);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/**
  * Sync mode, for a caller that encodes the stored bytes itself (the gateway's one-pass RETR):
  * a message file read in the caller's chunks, with no stream. The size check happens on the
  * reads themselves (a file shorter or longer than `size` throws `not-found`), so opening costs

@@ -8,9 +8,9 @@ import type { Lease } from '@postern/locks';
 import { StoreError } from './errors.js';
 import { naturalCompare } from './ids.js';
 import { LeasedDrop, asStoreError, consumeSource, guardSource, lockLost, mapLimit, tooLarge } from './internal.js';
-import { openMessageFile, openStoredFile, readWholeMessageFile, type ReadMode } from './file-reader.js';
+import { openMessageFile, openStoredFile, type ReadMode } from './file-reader.js';
 import { checkQuota, hasQuota, overQuota, quotaRoom, type QuotaUsage } from './quota.js';
-import { CanonicalCounter, CanonicalEncoder, LfEncoder, MESSAGE_CHUNK_SIZE, messageStream, oneChunkStream } from './streams.js';
+import { CanonicalCounter, CanonicalEncoder, LfEncoder, MESSAGE_CHUNK_SIZE, messageStream } from './streams.js';
 import type { DeliverOptions, DeliveryResult, MailboxRef, MailStore, MessageMeta, ReadOptions, StoredReader } from './types.js';
 
 export interface MaildirStoreOptions {
@@ -671,10 +671,6 @@ export class MaildirMaildrop extends LeasedDrop {
 
   protected async readMessage(index: number, options: ReadOptions): Promise<Readable> {
     const entry = this.#entries[index] as Entry;
-    if (this.#mode === 'sync' && options.bodyLines === null && entry.stored <= MESSAGE_CHUNK_SIZE) {
-      const stream = this.#readWhole(entry);
-      if (stream !== undefined) return options.signal === undefined ? stream : addAbortSignal(options.signal, stream);
-    }
     let file = await openMessageFile(join(this.#root, entry.dir, entry.name), entry.stored, this.#mode, MESSAGE_CHUNK_SIZE);
     if (file === undefined) {
       // Maybe renamed by another agent (new/ -> cur/, flags): find it by its base name.
@@ -699,22 +695,6 @@ export class MaildirMaildrop extends LeasedDrop {
     if (this.#mode !== 'sync') return undefined;
     const entry = this.#entries[index] as Entry;
     return openStoredFile(join(this.#root, entry.dir, entry.name), entry.stored);
-  }
-
-  /**
-   * RETR of a file that fits in one chunk, in sync mode: the bytes read, canonicalised, in one
-   * buffer, without the file reader and canonicalising streams (read and canonicalised, 40 µs of
-   * CPU per message of the benchmark's mix instead of 50). Undefined when the file is not where
-   * the listing saw it: the caller then takes the general path, which looks for it.
-   */
-  #readWhole(entry: Entry): Readable | undefined {
-    const bytes = readWholeMessageFile(join(this.#root, entry.dir, entry.name), entry.stored);
-    if (bytes === undefined) return undefined;
-    if (entry.stored === entry.size) return oneChunkStream(bytes);
-    const encoder = new CanonicalEncoder();
-    const body = encoder.push(bytes);
-    const tail = encoder.end();
-    return oneChunkStream(tail.length === 0 ? body : Buffer.concat([body, tail]));
   }
 
   protected async removeMessages(indexes: readonly number[]): Promise<void> {

@@ -349,27 +349,6 @@ export function messageStream(source: Readable, options: MessageStreamOptions): 
   return new MessageStream(source, options);
 }
 
-/** A readable of one buffer already in memory (a whole small message), then the end. */
-export function oneChunkStream(chunk: Buffer): Readable {
-  return new OneChunk(chunk);
-}
-
-class OneChunk extends Readable {
-  #chunk: Buffer | null;
-
-  constructor(chunk: Buffer) {
-    super({ highWaterMark: MESSAGE_CHUNK_SIZE });
-    this.#chunk = chunk;
-  }
-
-  override _read(): void {
-    const chunk = this.#chunk;
-    this.#chunk = null;
-    if (chunk !== null && chunk.length > 0) this.push(chunk);
-    this.push(null);
-  }
-}
-
 class MessageStream extends Readable {
   readonly #source: Readable;
   readonly #encoder: CanonicalEncoder | null;
