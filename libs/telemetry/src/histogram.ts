@@ -9,6 +9,8 @@ import type client from 'prom-client';
 
 type Labels<L extends string> = Partial<Record<L, string | number>>;
 
+const NO_LABELS = Object.freeze({});
+
 interface ExportedValue {
   readonly labels: Record<string, string | number>;
   readonly value: number;
@@ -61,9 +63,10 @@ export class Histogram<L extends string = never> {
   observe(labels: Labels<L>, value: number): void;
   observe(value: number): void;
   observe(labelsOrValue: Labels<L> | number, value?: number): void {
-    const [labels, v] = typeof labelsOrValue === 'number' ? [{} as Labels<L>, labelsOrValue] : [labelsOrValue, value as number];
+    const unlabelled = typeof labelsOrValue === 'number';
+    const v = unlabelled ? labelsOrValue : (value as number);
     if (!Number.isFinite(v)) throw new TypeError(`${this.name}: value is not a finite number: ${String(v)}`);
-    const series = this.#seriesFor(labels);
+    const series = this.#seriesFor(unlabelled ? NO_LABELS : labelsOrValue);
     const bounds = this.#bounds;
     let i = 0;
     while (i < bounds.length && v > (bounds[i] as number)) i++;
