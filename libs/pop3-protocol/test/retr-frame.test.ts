@@ -3,30 +3,19 @@ import { readFile } from 'node:fs/promises';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import wabtInit from 'wabt';
+import { canonicalReference } from '@postern/mailstore/conformance';
 import { DotStuffer, RETR_FRAME_INPUT, RETR_FRAME_WASM, RetrFramer, type FramedReply } from '../src/index.js';
 
 const CR = 0x0d;
 const LF = 0x0a;
 
-/** The general path's bytes: canonical line ends (as the stores make them), DotStuffer, its terminator. */
+/** The general path's bytes: the stores' canonical form, then DotStuffer and its terminator. */
 function reference(stored: Buffer): Buffer {
-  const out: number[] = [];
-  for (let i = 0; i < stored.length; i++) {
-    const b = stored[i] as number;
-    if (b === LF && (i === 0 || stored[i - 1] !== CR)) out.push(CR);
-    out.push(b);
-  }
-  if (stored.length > 0 && stored[stored.length - 1] !== LF) out.push(CR, LF);
   const s = new DotStuffer();
-  return Buffer.concat([s.push(Buffer.from(out)), s.finish()]);
+  return Buffer.concat([s.push(canonicalReference(stored)), s.finish()]);
 }
 
-function canonicalLength(stored: Buffer): number {
-  let n = stored.length;
-  for (let i = 0; i < stored.length; i++) if (stored[i] === LF && (i === 0 || stored[i - 1] !== CR)) n++;
-  if (stored.length > 0 && stored[stored.length - 1] !== LF) n += 2;
-  return n;
-}
+const canonicalLength = (stored: Buffer): number => canonicalReference(stored).length;
 
 function framed(framer: RetrFramer, stored: Buffer, status = '+OK\r\n'): { bytes: Buffer; octets: number } {
   stored.copy(framer.input);
